@@ -1,1 +1,10 @@
+//! fedmesh: a QUIC peer-to-peer overlay for federating clusters, with
+//! ed25519-signed weighted votes, equivocation evidence and a verifiable vote log.
+//!
+//! Layers: [`proto`] is the IO-free protocol core; [`store`] holds durable
+//! state and the vote log; [`cli`] is the `fedmesh` binary's front end.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod proto;
+pub mod store;

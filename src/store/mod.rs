@@ -1,0 +1,5 @@
+//! Durable state: key and certificate files, the genesis roster file, and the vote log.
+
+pub mod genesis;
+pub mod keys;
+pub mod votelog;
