@@ -1,7 +1,9 @@
 //! The IO-free protocol core: no tokio, no sockets, no clock, no filesystem.
 
 pub mod bytes32;
+pub mod certificate;
 pub mod codec;
+pub mod evidence;
 pub mod identity;
 pub mod quorum;
 pub mod roster;

@@ -1,0 +1,152 @@
+//! The tally of one round: each voter's first value counts once, a second
+//! different value is reported as a conflict (never counted), and the round
+//! decides as soon as the outcome is certain in either direction.
+
+use std::collections::HashMap;
+
+use crate::proto::bytes32::Digest;
+use crate::proto::identity::ClusterId;
+use crate::proto::quorum::{QuorumError, Threshold};
+use crate::proto::vote::{REJECT, SignedVote};
+
+/// The outcome of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Decision {
+    /// Voters holding a quorum of the weight signed this value.
+    Accepted(Digest),
+    /// No accept value can reach quorum any more.
+    Rejected,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    vote: SignedVote,
+    counted: bool,
+    conflicted: bool,
+}
+
+/// What recording one vote did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// First vote of this voter in this round.
+    New,
+    /// The same value again (retransmission or another path): ignored.
+    Duplicate,
+    /// A different value from the one recorded: the first conflict in this slot.
+    FirstConflict(SignedVote),
+    /// Another different value after the slot already conflicted: ignored.
+    FurtherConflict,
+}
+
+/// Votes and weights of one round.
+#[derive(Debug, Clone, Default)]
+pub struct RoundTally {
+    votes: HashMap<ClusterId, Entry>,
+    weight_by_value: Vec<(Digest, u64)>,
+    counted_weight: u64,
+    decision: Option<Decision>,
+}
+
+impl RoundTally {
+    /// Records `vote` of weight `weight`; `count` is false for signers already
+    /// flagged as equivocators, whose new votes are kept but never counted.
+    pub(crate) fn record(&mut self, vote: &SignedVote, weight: u64, count: bool) -> Result<Recorded, QuorumError> {
+        if let Some(entry) = self.votes.get_mut(&vote.vote.voter) {
+            if entry.vote.vote.value == vote.vote.value {
+                return Ok(Recorded::Duplicate);
+            }
+            if entry.conflicted {
+                return Ok(Recorded::FurtherConflict);
+            }
+            entry.conflicted = true;
+            return Ok(Recorded::FirstConflict(entry.vote));
+        }
+        if count {
+            let value = vote.vote.value;
+            self.counted_weight = self.counted_weight.checked_add(weight).ok_or(QuorumError::Overflow)?;
+            match self.weight_by_value.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, w)) => *w = w.checked_add(weight).ok_or(QuorumError::Overflow)?,
+                None => self.weight_by_value.push((value, weight)),
+            }
+        }
+        self.votes.insert(
+            vote.vote.voter,
+            Entry {
+                vote: *vote,
+                counted: count,
+                conflicted: false,
+            },
+        );
+        Ok(Recorded::New)
+    }
+
+    /// Whether `voter`'s vote in this round is counted.
+    pub fn is_counted(&self, voter: &ClusterId) -> bool {
+        self.votes.get(voter).is_some_and(|e| e.counted)
+    }
+
+    /// Weight counted so far.
+    pub fn counted_weight(&self) -> u64 {
+        self.counted_weight
+    }
+
+    /// Counted weight for `value`.
+    pub fn weight_for(&self, value: &Digest) -> u64 {
+        self.weight_by_value
+            .iter()
+            .find(|(v, _)| v == value)
+            .map_or(0, |(_, w)| *w)
+    }
+
+    /// The decision, once reached.
+    pub fn decision(&self) -> Option<Decision> {
+        self.decision
+    }
+
+    /// The counted votes for `value`.
+    pub fn counted_votes_for(&self, value: Digest) -> impl Iterator<Item = &SignedVote> {
+        self.votes
+            .values()
+            .filter(move |e| e.counted && e.vote.vote.value == value)
+            .map(|e| &e.vote)
+    }
+
+    /// Decides if the outcome is already certain. `excluded` is the weight
+    /// that can no longer be counted here (flagged signers without a counted
+    /// vote in this round); it stays in `total`, the denominator.
+    pub(crate) fn evaluate(
+        &mut self,
+        threshold: Threshold,
+        total: u64,
+        excluded: u64,
+    ) -> Result<Option<Decision>, QuorumError> {
+        if self.decision.is_some() {
+            return Ok(None);
+        }
+        for (value, weight) in &self.weight_by_value {
+            if *value != REJECT && threshold.is_met(*weight, total)? {
+                self.decision = Some(Decision::Accepted(*value));
+                return Ok(self.decision);
+            }
+        }
+        let remaining = total
+            .checked_sub(self.counted_weight)
+            .and_then(|r| r.checked_sub(excluded))
+            .ok_or(QuorumError::CountExceedsTotal {
+                counted: self.counted_weight.saturating_add(excluded),
+                total,
+            })?;
+        let best = self
+            .weight_by_value
+            .iter()
+            .filter(|(v, _)| *v != REJECT)
+            .map(|(_, w)| *w)
+            .max()
+            .unwrap_or(0);
+        if !threshold.is_met(best + remaining, total)? {
+            self.decision = Some(Decision::Rejected);
+            return Ok(self.decision);
+        }
+        Ok(None)
+    }
+}
