@@ -5,8 +5,10 @@ pub mod certificate;
 pub mod codec;
 pub mod evidence;
 pub mod identity;
+pub mod log_entry;
 pub mod quorum;
 pub mod roster;
+pub mod roster_epoch;
 pub mod vote;
 
 pub use bytes32::{Digest, NetworkId};

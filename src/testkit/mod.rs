@@ -10,6 +10,7 @@ use crate::proto::vote::{Round, SignedVote, Vote, VoteKind};
 
 /// A test network: identities `0..n` with the given weights and its genesis roster.
 pub struct TestNet {
+    seed: u64,
     /// One identity per member, in creation order.
     pub identities: Vec<Identity>,
     /// The genesis roster.
@@ -20,12 +21,7 @@ impl TestNet {
     /// A network whose member `i` has weight `weights[i]` and a key derived from `seed` and `i`.
     pub fn new(seed: u64, weights: &[u64]) -> Self {
         let identities: Vec<Identity> = (0..weights.len())
-            .map(|i| {
-                let mut s = [0u8; 32];
-                s[..8].copy_from_slice(&seed.to_be_bytes());
-                s[8..16].copy_from_slice(&(i as u64).to_be_bytes());
-                Identity::from_seed(*blake3::hash(&s).as_bytes())
-            })
+            .map(|i| Identity::from_seed(seed_for(seed, i)))
             .collect();
         let members = identities
             .iter()
@@ -41,7 +37,16 @@ impl TestNet {
             Ok(r) => Arc::new(r),
             Err(e) => panic!("test roster is invalid: {e}"),
         };
-        TestNet { identities, roster }
+        TestNet {
+            seed,
+            identities,
+            roster,
+        }
+    }
+
+    /// The secret seed of member `i` (to rebuild its identity elsewhere).
+    pub fn seed_of(&self, i: usize) -> [u8; 32] {
+        seed_for(self.seed, i)
     }
 
     /// A round of `kind` about `subject` in the genesis epoch.
@@ -69,7 +74,17 @@ impl TestNet {
     }
 }
 
+fn seed_for(seed: u64, i: usize) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_be_bytes());
+    s[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+    *blake3::hash(&s).as_bytes()
+}
+
 /// An accept value distinct for each `n`.
 pub fn value(n: u64) -> Digest {
     Digest::of(&[b"value".as_slice(), &n.to_be_bytes()].concat())
 }
+
+mod logs;
+pub use logs::{SampleLog, append_entry, write_sample_log};
