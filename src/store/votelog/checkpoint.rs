@@ -126,7 +126,12 @@ mod tests {
         let prev = Digest([4; 32]);
         let body = Checkpoint::sign(&id, &header, 7, &prev).encode();
         assert_eq!(Checkpoint::sign_bytes(&header, 7, &prev).len(), 126);
-        assert_eq!(Checkpoint::verify(&body, &key, &header, 7, &prev).unwrap().size, 7);
+        assert_eq!(
+            Checkpoint::verify(&body, &key, &header, 7, &prev)
+                .unwrap()
+                .size,
+            7
+        );
         assert_eq!(
             Checkpoint::verify(&body, &key, &header, 8, &prev),
             Err(CheckpointFault::SizeMismatch { size: 7, seq: 8 })

@@ -216,12 +216,24 @@ mod tests {
     fn header_refuses_wrong_magic_and_version() {
         let mut bytes = header().encode();
         bytes[17] = 2;
-        assert_eq!(LogHeader::decode(&bytes), Err(HeaderFault::UnsupportedVersion(2)));
+        assert_eq!(
+            LogHeader::decode(&bytes),
+            Err(HeaderFault::UnsupportedVersion(2))
+        );
         bytes[0] ^= 1;
-        assert!(matches!(LogHeader::decode(&bytes), Err(HeaderFault::BadMagic(_))));
+        assert!(matches!(
+            LogHeader::decode(&bytes),
+            Err(HeaderFault::BadMagic(_))
+        ));
         assert_eq!(LogHeader::decode(&[]), Err(HeaderFault::Empty));
-        assert_eq!(LogHeader::decode(&MAGIC[..5]), Err(HeaderFault::Truncated(5)));
-        assert!(matches!(LogHeader::decode(b"{\"json\": 1}"), Err(HeaderFault::BadMagic(_))));
+        assert_eq!(
+            LogHeader::decode(&MAGIC[..5]),
+            Err(HeaderFault::Truncated(5))
+        );
+        assert!(matches!(
+            LogHeader::decode(b"{\"json\": 1}"),
+            Err(HeaderFault::BadMagic(_))
+        ));
     }
 
     #[test]
@@ -235,7 +247,10 @@ mod tests {
         let h = record_hash(0, RecordKind::Vote, &seed, b"x");
         assert_ne!(h, record_hash(1, RecordKind::Vote, &seed, b"x"));
         assert_ne!(h, record_hash(0, RecordKind::Roster, &seed, b"x"));
-        assert_ne!(h, record_hash(0, RecordKind::Vote, &other.chain_seed(), b"x"));
+        assert_ne!(
+            h,
+            record_hash(0, RecordKind::Vote, &other.chain_seed(), b"x")
+        );
         assert_ne!(h, record_hash(0, RecordKind::Vote, &seed, b"y"));
     }
 

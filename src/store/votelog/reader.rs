@@ -67,6 +67,10 @@ pub struct LogSummary {
     pub head: Digest,
     /// Bytes of verified log, header included: where the next record goes.
     pub end_offset: u64,
+    /// Bytes vouched for by the last checkpoint's signature: the header and
+    /// every record up to and including that checkpoint. 0 without a
+    /// checkpoint, since nothing, not even the header, is signed then.
+    pub signed_len: u64,
 }
 
 /// Reads and verifies a vote log from any byte stream. Records are yielded
@@ -81,6 +85,7 @@ pub struct VoteLogReader<R> {
     head: Digest,
     checkpoints: u64,
     last_checkpoint: Option<u64>,
+    signed_len: u64,
     done: bool,
 }
 
@@ -98,7 +103,8 @@ impl<R: Read> VoteLogReader<R> {
     /// are read in several small pieces.
     pub fn new(mut inner: R) -> Result<Self, LogError> {
         let mut buf = [0u8; HEADER_LEN];
-        let n = read_full(&mut inner, &mut buf).map_err(|source| LogError::Io { offset: 0, source })?;
+        let n =
+            read_full(&mut inner, &mut buf).map_err(|source| LogError::Io { offset: 0, source })?;
         let header = LogHeader::decode(&buf[..n]).map_err(|fault| {
             use super::format::HeaderFault as F;
             match fault {
@@ -124,6 +130,7 @@ impl<R: Read> VoteLogReader<R> {
             offset: HEADER_LEN as u64,
             checkpoints: 0,
             last_checkpoint: None,
+            signed_len: 0,
             done: false,
         })
     }
@@ -149,6 +156,7 @@ impl<R: Read> VoteLogReader<R> {
             sealed: self.next_index > 0 && unsealed == 0,
             head: self.head,
             end_offset: self.offset,
+            signed_len: self.signed_len,
         }
     }
 
@@ -248,6 +256,9 @@ impl<R: Read> VoteLogReader<R> {
         self.head = hash;
         self.next_index += 1;
         self.offset += needed;
+        if kind == RecordKind::Checkpoint {
+            self.signed_len = self.offset;
+        }
         Ok(Some(LogRecord {
             index,
             seq: fixed.seq,
@@ -286,10 +297,12 @@ pub fn verify_log_file(path: &Path) -> Result<LogSummary, LogError> {
 /// fewer than `buf.len()` only at end of input.
 fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
+    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
+        let room = rest.len();
+        match input.read(rest) {
             Ok(0) => break,
-            Ok(n) => filled += n,
+            // `min` keeps a Read impl that over-reports from moving the cursor past the buffer.
+            Ok(n) => filled += n.min(room),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

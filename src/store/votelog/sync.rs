@@ -108,11 +108,17 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut gc = GroupCommit::default();
-        assert!(!gc.due(&policy, t0 + Duration::from_secs(10)), "nothing to sync");
+        assert!(
+            !gc.due(&policy, t0 + Duration::from_secs(10)),
+            "nothing to sync"
+        );
         gc.written(t0);
         gc.written(t0 + Duration::from_millis(40));
         assert!(!gc.due(&policy, t0 + Duration::from_millis(49)));
-        assert!(gc.due(&policy, t0 + Duration::from_millis(50)), "oldest is 50 ms old");
+        assert!(
+            gc.due(&policy, t0 + Duration::from_millis(50)),
+            "oldest is 50 ms old"
+        );
         gc.written(t0 + Duration::from_millis(41));
         assert!(gc.due(&policy, t0 + Duration::from_millis(41)), "3 records");
         gc.synced();

@@ -3,7 +3,7 @@
 //! advisory lock, because two interleaved writers would fork the chain.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,8 +93,9 @@ pub enum WriterError {
 /// Appends records to one vote log file.
 ///
 /// Records reach the disk in groups (see [`SyncPolicy`](super::SyncPolicy)):
-/// a record is durable once [`syncs`](Self::syncs) has moved past it, after
-/// [`sync`](Self::sync), or after [`close`](Self::close). Dropping the writer
+/// a record is durable after the next sync, whether the policy, a
+/// checkpoint, [`sync`](Self::sync) or [`close`](Self::close) triggers it
+/// ([`unsynced`](Self::unsynced) counts the records still waiting). Dropping the writer
 /// without `close` flushes to the OS but neither syncs nor seals the log,
 /// exactly like a crash; [`open`](Self::open) recovers from it.
 #[derive(Debug)]
@@ -113,8 +114,9 @@ pub struct VoteLogWriter {
 }
 
 impl VoteLogWriter {
-    /// Creates a new log at `path` (or fills an existing empty file) and
-    /// makes its header durable. Refuses a non-empty file.
+    /// Creates a new log at `path` and makes its header durable. Refuses a
+    /// non-empty file, except one holding only the start of this same
+    /// header (what a crash during an earlier `create` leaves).
     pub fn create(
         path: &Path,
         network_id: NetworkId,
@@ -131,16 +133,25 @@ impl VoteLogWriter {
             .open(path)
             .map_err(&io)?;
         lock(&file, path)?;
-        if file.metadata().map_err(&io)?.len() != 0 {
-            return Err(WriterError::AlreadyExists {
-                path: path.to_owned(),
-            });
-        }
         let header = LogHeader {
             network_id,
             node_id: identity.id(),
         };
-        file.write_all(&header.encode()).map_err(&io)?;
+        let encoded = header.encode();
+        let existing = file.metadata().map_err(&io)?.len();
+        if existing != 0 {
+            // A crash inside an earlier `create` can leave part of this very
+            // header and nothing else; redoing it loses nothing. Any other
+            // content may be someone's log.
+            if !is_header_prefix(&mut file, existing, &encoded).map_err(&io)? {
+                return Err(WriterError::AlreadyExists {
+                    path: path.to_owned(),
+                });
+            }
+            file.set_len(0).map_err(&io)?;
+            file.seek(SeekFrom::Start(0)).map_err(&io)?;
+        }
+        file.write_all(&encoded).map_err(&io)?;
         file.sync_all().map_err(&io)?;
         sync_parent_dir(path).map_err(&io)?;
         Ok(VoteLogWriter {
@@ -212,7 +223,8 @@ impl VoteLogWriter {
             file.sync_all().map_err(&io)?;
             syncs += 1;
         }
-        file.seek(SeekFrom::Start(summary.end_offset)).map_err(&io)?;
+        file.seek(SeekFrom::Start(summary.end_offset))
+            .map_err(&io)?;
         Ok(VoteLogWriter {
             path: path.to_owned(),
             out: BufWriter::new(file),
@@ -270,7 +282,10 @@ impl VoteLogWriter {
         if self.commit.unsynced() == 0 {
             return Ok(());
         }
-        let result = self.out.flush().and_then(|()| self.out.get_ref().sync_data());
+        let result = self
+            .out
+            .flush()
+            .and_then(|()| self.out.get_ref().sync_data());
         if let Err(source) = result {
             // After a failed fsync the page cache may already have dropped
             // the dirty pages; retrying could report success for lost data.
@@ -369,6 +384,17 @@ impl VoteLogWriter {
         }
         Ok(())
     }
+}
+
+/// Whether the file's `len` bytes are a strict prefix of `header`.
+fn is_header_prefix(file: &mut File, len: u64, header: &[u8]) -> std::io::Result<bool> {
+    if len >= header.len() as u64 {
+        return Ok(false);
+    }
+    let mut existing = Vec::with_capacity(header.len());
+    file.seek(SeekFrom::Start(0))?;
+    file.take(len).read_to_end(&mut existing)?;
+    Ok(header.starts_with(&existing))
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> WriterError + '_ {

@@ -42,7 +42,11 @@ fn torn_tail_is_discarded_and_the_log_continues() {
     ));
 
     let mut w = fx.open(every(64));
-    assert_eq!(fx.bytes().len(), synced_len, "torn bytes are gone before appending");
+    assert_eq!(
+        fx.bytes().len(),
+        synced_len,
+        "torn bytes are gone before appending"
+    );
     assert_eq!(w.next_seq(), before.records);
     assert_eq!(w.head(), before.head);
     let seqs = append_items(&mut w, 500, 600);
@@ -52,9 +56,16 @@ fn torn_tail_is_discarded_and_the_log_continues() {
     let (records, summary) = read_all(&fx.bytes());
     assert!(summary.sealed);
     let expected: Vec<_> = (0..600).map(item).collect();
-    assert_eq!(items_of(&records), expected, "nothing synced was lost, nothing torn kept");
+    assert_eq!(
+        items_of(&records),
+        expected,
+        "nothing synced was lost, nothing torn kept"
+    );
     // Checkpoints kept their cadence across the crash: one after every 64 items.
-    let cps = records.iter().filter(|r| r.kind == RecordKind::Checkpoint).count();
+    let cps = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Checkpoint)
+        .count();
     assert_eq!(cps, 600 / 64 + 1);
 }
 
@@ -88,14 +99,15 @@ fn damage_a_crash_cannot_explain_is_refused_and_left_alone() {
     let fx = crashed_log(100);
     let (records, _) = read_all(&fx.bytes());
     let mut bytes = fx.bytes();
-    bytes[records[10].offset as usize + 50] ^= 1;
+    bytes[records[12].offset as usize + 50] ^= 1;
     std::fs::write(&fx.path, &bytes).unwrap();
-    let err = VoteLogWriter::open(&fx.path, fx.network, fx.identity.clone(), every(64)).unwrap_err();
+    let err =
+        VoteLogWriter::open(&fx.path, fx.network, fx.identity.clone(), every(64)).unwrap_err();
     assert!(
         matches!(
             err,
             WriterError::Corrupt {
-                source: LogError::ChainMismatch { index: 11, .. },
+                source: LogError::ChainMismatch { index: 13, .. },
                 ..
             }
         ),
@@ -106,7 +118,8 @@ fn damage_a_crash_cannot_explain_is_refused_and_left_alone() {
     // Trailing garbage that is neither torn nor zero is refused too.
     let fx = crashed_log(5);
     append_raw(&fx, &[0xff; 64]);
-    let err = VoteLogWriter::open(&fx.path, fx.network, fx.identity.clone(), every(64)).unwrap_err();
+    let err =
+        VoteLogWriter::open(&fx.path, fx.network, fx.identity.clone(), every(64)).unwrap_err();
     assert!(
         matches!(
             err,
@@ -158,7 +171,10 @@ fn open_checks_network_node_and_emptiness() {
         fx.identity.clone(),
         every(64),
     );
-    assert!(matches!(other_net, Err(WriterError::NetworkMismatch { .. })));
+    assert!(matches!(
+        other_net,
+        Err(WriterError::NetworkMismatch { .. })
+    ));
     let other_node = VoteLogWriter::open(
         &fx.path,
         fx.network,

@@ -71,10 +71,11 @@ fn a_written_log_reads_back_whole() {
 #[test]
 fn flipped_body_bit_breaks_the_chain_at_the_next_record() {
     let (_, mut bytes, records) = standard();
-    bytes[body_at(&records[10]) + 3] ^= 0x10;
+    assert!(records[12].body.len() > 3);
+    bytes[body_at(&records[12]) + 3] ^= 0x10;
     let e = fault(&bytes);
     assert!(
-        matches!(e, LogError::ChainMismatch { index: 11, offset, .. } if offset == records[11].offset),
+        matches!(e, LogError::ChainMismatch { index: 13, offset, .. } if offset == records[13].offset),
         "{e}"
     );
 }
@@ -85,9 +86,13 @@ fn flipped_body_bit_before_a_checkpoint_is_caught_by_the_checkpoint_chain_field(
     // a chain mismatch at the checkpoint, not a bad signature.
     let (_, mut bytes, records) = standard();
     assert_eq!(records[64].kind, RecordKind::Checkpoint);
+    assert!(!records[63].body.is_empty());
     bytes[body_at(&records[63])] ^= 1;
     let e = fault(&bytes);
-    assert!(matches!(e, LogError::ChainMismatch { index: 64, .. }), "{e}");
+    assert!(
+        matches!(e, LogError::ChainMismatch { index: 64, .. }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -183,7 +188,9 @@ fn rechain(
     for (seq, r) in records.iter().enumerate() {
         let seq = seq as u64;
         let body = if r.kind == RecordKind::Checkpoint && seq >= forge_from {
-            Checkpoint::sign(signer, header, seq, &prev).encode().to_vec()
+            Checkpoint::sign(signer, header, seq, &prev)
+                .encode()
+                .to_vec()
         } else {
             r.body.clone()
         };
@@ -263,7 +270,17 @@ fn swapped_records_show_as_seq_mismatch_at_the_first() {
     let start = records[100].offset as usize;
     bytes.splice(start..span(&records[101]).end, b.into_iter().chain(a));
     let e = fault(&bytes);
-    assert!(matches!(e, LogError::SeqMismatch { index: 100, found: 101, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LogError::SeqMismatch {
+                index: 100,
+                found: 101,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -271,7 +288,17 @@ fn unknown_kind_is_refused() {
     let (_, mut bytes, records) = standard();
     bytes[records[33].offset as usize + 12] = 9;
     let e = fault(&bytes);
-    assert!(matches!(e, LogError::UnknownKind { index: 33, kind: 9, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LogError::UnknownKind {
+                index: 33,
+                kind: 9,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -320,7 +347,10 @@ fn empty_and_header_only_files() {
     assert_eq!(summary.unsealed, 0);
     assert_eq!(summary.head, summary.header.chain_seed());
     assert_eq!(summary.end_offset, 82);
-    assert!(matches!(fault(&bytes[..50]), LogError::TruncatedHeader { len: 50 }));
+    assert!(matches!(
+        fault(&bytes[..50]),
+        LogError::TruncatedHeader { len: 50 }
+    ));
 }
 
 #[test]
@@ -330,7 +360,17 @@ fn absurd_lengths_are_refused_before_reading_the_record() {
     let mut huge = bytes.clone();
     huge[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
     let e = fault(&huge);
-    assert!(matches!(e, LogError::RecordTooLong { index: 5, len: u32::MAX, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LogError::RecordTooLong {
+                index: 5,
+                len: u32::MAX,
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     // At the cap the length is legal; a file that ends soon after is a torn
     // tail, and the reader only held what the file actually had.
@@ -338,12 +378,32 @@ fn absurd_lengths_are_refused_before_reading_the_record() {
     capped.extend((4u32 * 1024 * 1024).to_be_bytes());
     capped.extend([0u8; 100]);
     let e = fault(&capped);
-    assert!(matches!(e, LogError::TornTail { index: 5, available: 104, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LogError::TornTail {
+                index: 5,
+                available: 104,
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     let mut short = bytes.clone();
     short[at..at + 4].copy_from_slice(&40u32.to_be_bytes());
     let e = fault(&short);
-    assert!(matches!(e, LogError::RecordTooShort { index: 5, len: 40, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LogError::RecordTooShort {
+                index: 5,
+                len: 40,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -356,7 +416,10 @@ fn wrong_magic_version_or_node_key_in_the_header() {
 
     let mut version = bytes.clone();
     version[17] = 2;
-    assert!(matches!(fault(&version), LogError::UnsupportedVersion { version: 2 }));
+    assert!(matches!(
+        fault(&version),
+        LogError::UnsupportedVersion { version: 2 }
+    ));
 
     let mut weak = bytes.clone();
     let mut identity_point = [0u8; 32];
@@ -371,7 +434,17 @@ fn records_cannot_move_between_networks() {
     let (_, mut bytes, _) = standard();
     bytes[18] ^= 1;
     let e = fault(&bytes);
-    assert!(matches!(e, LogError::ChainMismatch { index: 0, offset: 82, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LogError::ChainMismatch {
+                index: 0,
+                offset: 82,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
