@@ -20,7 +20,10 @@ use rayon::prelude::*;
 const MEMBERS: usize = 5;
 
 fn main() {
-    let votes: u64 = std::env::var("VOTES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let votes: u64 = std::env::var("VOTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let rounds = votes / MEMBERS as u64;
     let net = TestNet::new(42, &[1; MEMBERS]);
     let cores = rayon::current_num_threads();
@@ -56,23 +59,37 @@ fn main() {
         .iter()
         .map(|v| {
             let key = *net.roster.key(&v.vote.voter).expect("member");
-            (key, v.vote.sign_bytes(), Signature::from_bytes(&v.signature))
+            (
+                key,
+                v.vote.sign_bytes(),
+                Signature::from_bytes(&v.signature),
+            )
         })
         .collect();
 
     let t = Instant::now();
-    let ok = raw.iter().filter(|(k, m, s)| k.verify_strict(m, s).is_ok()).count();
+    let ok = raw
+        .iter()
+        .filter(|(k, m, s)| k.verify_strict(m, s).is_ok())
+        .count();
     let raw_one = raw.len() as f64 / t.elapsed().as_secs_f64();
     assert_eq!(ok, raw.len());
 
     let t = Instant::now();
-    let ok = raw.par_iter().filter(|(k, m, s)| k.verify_strict(m, s).is_ok()).count();
+    let ok = raw
+        .par_iter()
+        .filter(|(k, m, s)| k.verify_strict(m, s).is_ok())
+        .count();
     let raw_all = raw.len() as f64 / t.elapsed().as_secs_f64();
     assert_eq!(ok, raw.len());
 
     let mut best = 0f64;
     for _ in 0..3 {
-        let report = verify_logs(net.roster.clone(), std::slice::from_ref(&log), VerifyOptions::default());
+        let report = verify_logs(
+            net.roster.clone(),
+            std::slice::from_ref(&log),
+            VerifyOptions::default(),
+        );
         assert_eq!(report.verdict(), Verdict::Valid);
         assert_eq!(report.logs[0].counts.votes, written);
         best = best.max(written as f64 / report.seconds);

@@ -6,8 +6,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod cli;
 pub mod audit;
+pub mod cli;
 pub mod proto;
 pub mod store;
 pub mod testkit;

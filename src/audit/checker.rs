@@ -95,6 +95,7 @@ impl Auditor {
             auditor: self,
             counts: Counts::default(),
             fault,
+            in_flight: Vec::new(),
             queue: Vec::new(),
         }
     }
@@ -134,6 +135,9 @@ pub struct LogAudit<'a> {
     auditor: &'a mut Auditor,
     counts: Counts,
     fault: Option<Fault>,
+    /// Work of the batch being verified on the pool.
+    in_flight: Vec<Pending>,
+    /// Work of the batch being filled.
     queue: Vec<Pending>,
 }
 
@@ -141,8 +145,16 @@ pub struct LogAudit<'a> {
 /// strength of a signature that has not verified, so a forgery can never
 /// make an honest signer look like an equivocator.
 enum Pending {
-    Vote { index: u64, vote: SignedVote, digest: [u8; 32] },
-    Evidence { epoch: u64, signer: ClusterId, digests: [[u8; 32]; 2] },
+    Vote {
+        index: u64,
+        vote: SignedVote,
+        digest: [u8; 32],
+    },
+    Evidence {
+        epoch: u64,
+        signer: ClusterId,
+        digests: [[u8; 32]; 2],
+    },
 }
 
 fn fault(index: u64, code: &'static str, reason: impl std::fmt::Display) -> Fault {
@@ -208,7 +220,13 @@ impl LogAudit<'_> {
             .coordinator
             .roster(epoch)
             .cloned()
-            .ok_or_else(|| fault(index, "unknown_epoch", format!("no roster for epoch {epoch} precedes this record")))
+            .ok_or_else(|| {
+                fault(
+                    index,
+                    "unknown_epoch",
+                    format!("no roster for epoch {epoch} precedes this record"),
+                )
+            })
     }
 
     /// Queues the signature; the vote is tallied once it has verified.
@@ -225,32 +243,51 @@ impl LogAudit<'_> {
             digest,
         });
         if self.auditor.sigs.is_full() {
-            self.flush();
+            let bad = self.auditor.sigs.launch();
+            let settled = std::mem::replace(&mut self.in_flight, std::mem::take(&mut self.queue));
+            self.settle(settled, &bad);
         }
         Ok(())
     }
 
-    /// Verifies the queued signatures in parallel, then tallies and flags, in
-    /// record order, only what they vouch for.
+    /// Waits until every queued signature has a verdict, then tallies and
+    /// flags, in record order, only what the signatures vouch for.
     fn flush(&mut self) {
         let bad = self.auditor.sigs.flush();
+        let mut work = std::mem::take(&mut self.in_flight);
+        work.append(&mut self.queue);
+        self.settle(work, &bad);
+    }
+
+    fn settle(&mut self, work: Vec<Pending>, bad: &[crate::audit::sigbatch::BadSignature]) {
         if let Some(first) = bad.first() {
             let voter = first.vote.vote.voter;
             self.note(fault(
                 first.index,
                 "bad_signature",
-                format!("signature by {} does not verify (verify_strict)", voter.short()),
+                format!(
+                    "signature by {} does not verify (verify_strict)",
+                    voter.short()
+                ),
             ));
         }
         let bad: std::collections::HashSet<[u8; 32]> = bad.iter().map(|b| b.digest).collect();
-        for pending in std::mem::take(&mut self.queue) {
+        for pending in work {
             match pending {
-                Pending::Vote { index, vote, digest } if !bad.contains(&digest) => {
+                Pending::Vote {
+                    index,
+                    vote,
+                    digest,
+                } if !bad.contains(&digest) => {
                     if let Err(f) = self.tally(index, &vote) {
                         self.note(f);
                     }
                 }
-                Pending::Evidence { epoch, signer, digests } if !digests.iter().any(|d| bad.contains(d)) => {
+                Pending::Evidence {
+                    epoch,
+                    signer,
+                    digests,
+                } if !digests.iter().any(|d| bad.contains(d)) => {
                     self.auditor.flag(epoch, signer, FlagSource::EvidenceRecord);
                 }
                 _ => {}
@@ -260,7 +297,8 @@ impl LogAudit<'_> {
 
     fn tally(&mut self, index: u64, vote: &SignedVote) -> Result<(), Fault> {
         let roster = self.roster_of(index, vote.vote.round.epoch)?;
-        let verified = assume_signature_checked(&roster, vote).map_err(|e| fault(index, "vote_refused", e))?;
+        let verified =
+            assume_signature_checked(&roster, vote).map_err(|e| fault(index, "vote_refused", e))?;
         let report = self
             .auditor
             .coordinator
@@ -273,7 +311,11 @@ impl LogAudit<'_> {
         Ok(())
     }
 
-    fn certificate(&mut self, index: u64, cert: &crate::proto::certificate::Certificate) -> Result<(), Fault> {
+    fn certificate(
+        &mut self,
+        index: u64,
+        cert: &crate::proto::certificate::Certificate,
+    ) -> Result<(), Fault> {
         let roster = self.roster_of(index, cert.round().epoch)?;
         cert.verify_tally(&roster)
             .map_err(|e| fault(index, "bad_certificate", e))?;
@@ -283,7 +325,11 @@ impl LogAudit<'_> {
         Ok(())
     }
 
-    fn evidence(&mut self, index: u64, evidence: &crate::proto::evidence::Evidence) -> Result<(), Fault> {
+    fn evidence(
+        &mut self,
+        index: u64,
+        evidence: &crate::proto::evidence::Evidence,
+    ) -> Result<(), Fault> {
         let epoch = evidence.slot().round.epoch;
         let roster = self.roster_of(index, epoch)?;
         let signer = evidence
@@ -296,7 +342,11 @@ impl LogAudit<'_> {
             self.auditor.sigs.push(index, evidence.first(), key),
             self.auditor.sigs.push(index, evidence.second(), key),
         ];
-        self.queue.push(Pending::Evidence { epoch, signer, digests });
+        self.queue.push(Pending::Evidence {
+            epoch,
+            signer,
+            digests,
+        });
         Ok(())
     }
 

@@ -200,7 +200,11 @@ fn verify_one(auditor: &mut Auditor, path: &Path, options: VerifyOptions) -> Log
 
 /// Verifies every log in `paths` against the network of `genesis`.
 /// Equivocations are re-detected across all the logs together.
-pub fn verify_logs(genesis: Arc<Roster>, paths: &[PathBuf], options: VerifyOptions) -> VerifyReport {
+pub fn verify_logs(
+    genesis: Arc<Roster>,
+    paths: &[PathBuf],
+    options: VerifyOptions,
+) -> VerifyReport {
     let start = Instant::now();
     let mut auditor = Auditor::new(genesis.clone());
     let logs = paths

@@ -2,8 +2,13 @@
 //! (sign bytes, signature) pair is checked once, on all cores, and only
 //! successes enter the cache, so a forged vote in one log can never be
 //! waved through when it reappears in another.
+//!
+//! Batches are pipelined: while one batch is verified on the rayon pool, the
+//! caller keeps reading and decoding the next, so the sequential work (I/O,
+//! hash chain, tally) hides behind the signature checks.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
 
 use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
@@ -21,11 +26,19 @@ struct Job {
     digest: [u8; 32],
 }
 
-/// A queue of signatures to check, flushed in parallel batches.
+/// A batch handed to the pool: its jobs, the records that repeat them, and
+/// where the verdicts will arrive.
+struct InFlight {
+    aliases: Vec<(u64, usize)>,
+    results: mpsc::Receiver<(Vec<Job>, Vec<bool>)>,
+}
+
+/// A queue of signatures to check, verified in parallel batches.
 pub struct SigBatch {
     jobs: Vec<Job>,
     pending: HashMap<[u8; 32], usize>,
     aliases: Vec<(u64, usize)>,
+    in_flight: Option<InFlight>,
     verified: HashSet<[u8; 32]>,
     batch_size: usize,
     checked: u64,
@@ -44,12 +57,13 @@ pub struct BadSignature {
 }
 
 impl SigBatch {
-    /// A queue that verifies once `batch_size` signatures are pending.
+    /// A queue whose batches hold `batch_size` signatures.
     pub fn new(batch_size: usize) -> Self {
         SigBatch {
             jobs: Vec::new(),
             pending: HashMap::new(),
             aliases: Vec::new(),
+            in_flight: None,
             verified: HashSet::new(),
             batch_size: batch_size.max(1),
             checked: 0,
@@ -58,7 +72,7 @@ impl SigBatch {
     }
 
     /// Queues `vote` (carried by record `index`) for checking under `key`.
-    /// Returns its cache digest, by which [`SigBatch::flush`] reports failures.
+    /// Returns its cache digest, by which failures are reported.
     pub fn push(&mut self, index: u64, vote: &SignedVote, key: &VerifyingKey) -> [u8; 32] {
         let digest = *vote.cache_key().as_bytes();
         if self.verified.contains(&digest) {
@@ -83,44 +97,73 @@ impl SigBatch {
         self.jobs.len() >= self.batch_size
     }
 
-    /// Verifies everything queued; returns every failure (one per record that
-    /// carried a bad signature), lowest record index first.
+    /// Hands the queued batch to the pool without waiting. Returns the
+    /// verdicts of the batch that was in flight before (see [`SigBatch::wait`]).
+    pub fn launch(&mut self) -> Vec<BadSignature> {
+        let earlier = self.wait();
+        let jobs = std::mem::take(&mut self.jobs);
+        let (tx, rx) = mpsc::channel();
+        rayon::spawn(move || {
+            let ok: Vec<bool> = jobs
+                .par_iter()
+                .map(|j| j.vote.verify_with(&j.key).is_ok())
+                .collect();
+            // The receiver only disappears if the auditor was dropped mid-run.
+            let _ = tx.send((jobs, ok));
+        });
+        self.in_flight = Some(InFlight {
+            aliases: std::mem::take(&mut self.aliases),
+            results: rx,
+        });
+        self.pending.clear();
+        earlier
+    }
+
+    /// Waits for the batch in flight, if any, and returns its failures (one
+    /// per record that carried a bad signature), lowest record index first.
+    pub fn wait(&mut self) -> Vec<BadSignature> {
+        let Some(flight) = self.in_flight.take() else {
+            return Vec::new();
+        };
+        match flight.results.recv() {
+            Ok((jobs, ok)) => self.settle(&jobs, &ok, &flight.aliases),
+            // The pool task panicked: treat every signature of the batch as unverified.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Launches what is queued and waits for everything: afterwards every
+    /// pushed signature has a verdict.
     pub fn flush(&mut self) -> Vec<BadSignature> {
-        let results: Vec<bool> = self
-            .jobs
-            .par_iter()
-            .map(|j| j.vote.verify_with(&j.key).is_ok())
-            .collect();
-        self.checked += self.jobs.len() as u64;
-        if self.verified.len() + self.jobs.len() > CACHE_CAP {
+        let mut bad = self.launch();
+        bad.extend(self.wait());
+        bad
+    }
+
+    fn settle(&mut self, jobs: &[Job], ok: &[bool], aliases: &[(u64, usize)]) -> Vec<BadSignature> {
+        self.checked += jobs.len() as u64;
+        if self.verified.len() + jobs.len() > CACHE_CAP {
             self.verified.clear();
         }
         let mut bad = Vec::new();
-        for (job, ok) in self.jobs.iter().zip(&results) {
-            if *ok {
+        let failed = |j: &Job, index: u64| BadSignature {
+            index,
+            vote: j.vote,
+            digest: j.digest,
+        };
+        for (job, good) in jobs.iter().zip(ok) {
+            if *good {
                 self.verified.insert(job.digest);
             } else {
-                bad.push(BadSignature {
-                    index: job.index,
-                    vote: job.vote,
-                    digest: job.digest,
-                });
+                bad.push(failed(job, job.index));
             }
         }
-        for (index, job) in &self.aliases {
-            if !results[*job] {
-                let j = &self.jobs[*job];
-                bad.push(BadSignature {
-                    index: *index,
-                    vote: j.vote,
-                    digest: j.digest,
-                });
+        for (index, job) in aliases {
+            if let (Some(false), Some(j)) = (ok.get(*job), jobs.get(*job)) {
+                bad.push(failed(j, *index));
             }
         }
         bad.sort_by_key(|b| b.index);
-        self.jobs.clear();
-        self.pending.clear();
-        self.aliases.clear();
         bad
     }
 
@@ -164,5 +207,27 @@ mod tests {
         let bad: Vec<u64> = batch.flush().iter().map(|b| b.index).collect();
         assert_eq!(bad, vec![5]);
         assert_eq!(batch.skipped(), 3);
+    }
+
+    #[test]
+    fn pipelined_batches_report_failures_from_both() {
+        let net = TestNet::new(2, &[1, 1]);
+        let key = *net.roster.key(&net.identities[0].id()).unwrap();
+        let mut batch = SigBatch::new(2);
+        let mut bad = Vec::new();
+        for i in 0..10u64 {
+            let mut v = net.vote(0, net.round(VoteKind::GlobalQuorum, i), value(i));
+            if i == 3 || i == 8 {
+                v.signature[1] ^= 1;
+            }
+            batch.push(i, &v, &key);
+            if batch.is_full() {
+                bad.extend(batch.launch());
+            }
+        }
+        bad.extend(batch.flush());
+        let idx: Vec<u64> = bad.iter().map(|b| b.index).collect();
+        assert_eq!(idx, vec![3, 8]);
+        assert_eq!(batch.checked(), 10);
     }
 }

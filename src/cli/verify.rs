@@ -48,11 +48,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_human(report: &VerifyReport) {
-    println!(
-        "network {} ({})",
-        report.network,
-        report.network_id.short()
-    );
+    println!("network {} ({})", report.network, report.network_id.short());
     for log in &report.logs {
         let c = &log.counts;
         let node = log.node_id.map(|n| n.short()).unwrap_or_else(|| "?".into());
@@ -89,7 +85,13 @@ fn print_human(report: &VerifyReport) {
             .iter()
             .map(|s| format!("{s:?}").to_lowercase())
             .collect();
-        println!("  epoch {}  {}  {}  ({})", f.epoch, f.name, f.id, sources.join(", "));
+        println!(
+            "  epoch {}  {}  {}  ({})",
+            f.epoch,
+            f.name,
+            f.id,
+            sources.join(", ")
+        );
     }
     println!(
         "signatures: {} verified, {} duplicates skipped, {:.3} s ({:.0}/s)",

@@ -108,4 +108,3 @@ impl Digest {
         Digest(*blake3::hash(data).as_bytes())
     }
 }
-

@@ -69,7 +69,7 @@ impl Certificate {
             .filter(|sv| sv.vote.round == round && sv.vote.value == value)
             .map(|sv| (sv.vote.voter, sv.signature))
             .collect();
-        signatures.sort_by(|a, b| a.0.cmp(&b.0));
+        signatures.sort_by_key(|s| s.0);
         signatures.dedup_by(|a, b| a.0 == b.0);
         Certificate {
             round,
@@ -125,7 +125,8 @@ impl Certificate {
                 return Err(CertificateError::NotCanonical(voter));
             }
             prev = Some(voter);
-            check_vote_context(roster, &vote).map_err(|error| CertificateError::Vote { voter, error })?;
+            check_vote_context(roster, &vote)
+                .map_err(|error| CertificateError::Vote { voter, error })?;
             let w = roster.weight(&voter).unwrap_or(0);
             yes = yes.checked_add(w).ok_or(QuorumError::Overflow)?;
         }
@@ -177,7 +178,9 @@ impl Certificate {
         let value = Digest(r.array()?);
         let n = r.count(96)?;
         if n > MAX_MEMBERS {
-            return Err(DecodeError::invalid("vote count", format!("{n} exceeds {MAX_MEMBERS}")).into());
+            return Err(
+                DecodeError::invalid("vote count", format!("{n} exceeds {MAX_MEMBERS}")).into(),
+            );
         }
         let mut signatures = Vec::with_capacity(n);
         for _ in 0..n {
@@ -216,10 +219,15 @@ mod tests {
         // 67 of 100 is a Byzantine quorum; 66 is not.
         let two = Certificate::from_votes(round, value(1), &votes[..2]);
         assert_eq!(two.verify(&net.roster).unwrap(), 67);
-        let weak = Certificate::from_votes(round, value(1), &verified(&net, &[0, 1], round, value(1)));
+        let weak =
+            Certificate::from_votes(round, value(1), &verified(&net, &[0, 1], round, value(1)));
         assert!(matches!(
             weak.verify(&net.roster),
-            Err(CertificateError::NoQuorum { yes: 66, total: 100, .. })
+            Err(CertificateError::NoQuorum {
+                yes: 66,
+                total: 100,
+                ..
+            })
         ));
     }
 
@@ -227,22 +235,37 @@ mod tests {
     fn tampering_is_refused() {
         let net = TestNet::new(1, &[1, 1, 1]);
         let round = net.round(VoteKind::GlobalQuorum, 1);
-        let cert = Certificate::from_votes(round, value(1), &verified(&net, &[0, 1, 2], round, value(1)));
+        let cert = Certificate::from_votes(
+            round,
+            value(1),
+            &verified(&net, &[0, 1, 2], round, value(1)),
+        );
         let mut bytes = cert.encode();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         assert!(matches!(
             Certificate::decode(&bytes).unwrap().verify(&net.roster),
-            Err(CertificateError::Vote { error: VoteError::BadSignature(_), .. })
+            Err(CertificateError::Vote {
+                error: VoteError::BadSignature(_),
+                ..
+            })
         ));
         // Duplicate a voter: not canonical.
         let mut dup = cert.clone();
         dup.signatures[1] = dup.signatures[0];
-        assert!(matches!(dup.verify(&net.roster), Err(CertificateError::NotCanonical(_))));
+        assert!(matches!(
+            dup.verify(&net.roster),
+            Err(CertificateError::NotCanonical(_))
+        ));
         // The value changed: every signature fails.
         let mut other_value = cert.encode();
         other_value[32 + 8 + 1 + 32] ^= 1;
-        assert!(Certificate::decode(&other_value).unwrap().verify(&net.roster).is_err());
+        assert!(
+            Certificate::decode(&other_value)
+                .unwrap()
+                .verify(&net.roster)
+                .is_err()
+        );
         // A forged count cannot allocate.
         let mut huge = cert.encode();
         huge[32 + 8 + 1 + 64..32 + 8 + 1 + 64 + 4].copy_from_slice(&u32::MAX.to_be_bytes());

@@ -234,7 +234,13 @@ mod tests {
     #[test]
     fn round_trip_and_strictness() {
         let mut w = Writer::default();
-        w.tag(b"t").u8(1).u16(2).u32(3).u64(4).str16("hé").raw(&[9; 3]);
+        w.tag(b"t")
+            .u8(1)
+            .u16(2)
+            .u32(3)
+            .u64(4)
+            .str16("hé")
+            .raw(&[9; 3]);
         let bytes = w.finish();
         let mut r = Reader::new(&bytes);
         r.expect_tag(b"t").unwrap();

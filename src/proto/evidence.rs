@@ -59,7 +59,11 @@ impl Evidence {
     /// Evidence from two votes in any order; checks that they conflict (same
     /// slot, different values) but not their signatures.
     pub fn from_conflict(a: SignedVote, b: SignedVote) -> Result<Self, EvidenceError> {
-        let (first, second) = if a.vote.value <= b.vote.value { (a, b) } else { (b, a) };
+        let (first, second) = if a.vote.value <= b.vote.value {
+            (a, b)
+        } else {
+            (b, a)
+        };
         let e = Evidence { first, second };
         e.check_shape()?;
         Ok(e)
@@ -172,15 +176,27 @@ mod tests {
         let a = net.vote(0, round, value(1));
         let e = conflict(&net);
 
-        assert_eq!(Evidence::from_conflict(a, a), Err(EvidenceError::EqualValues));
+        assert_eq!(
+            Evidence::from_conflict(a, a),
+            Err(EvidenceError::EqualValues)
+        );
         let other_round = net.vote(0, net.round(VoteKind::ByzantineQuorum, 2), value(2));
-        assert_eq!(Evidence::from_conflict(a, other_round), Err(EvidenceError::DifferentSlots));
+        assert_eq!(
+            Evidence::from_conflict(a, other_round),
+            Err(EvidenceError::DifferentSlots)
+        );
         let other_voter = net.vote(1, round, value(2));
-        assert_eq!(Evidence::from_conflict(a, other_voter), Err(EvidenceError::DifferentSlots));
+        assert_eq!(
+            Evidence::from_conflict(a, other_voter),
+            Err(EvidenceError::DifferentSlots)
+        );
 
         let mut swapped = e.encode();
         swapped.rotate_left(SIGNED_VOTE_LEN);
-        assert_eq!(Evidence::decode(&swapped).unwrap().verify(&net.roster), Err(EvidenceError::WrongOrder));
+        assert_eq!(
+            Evidence::decode(&swapped).unwrap().verify(&net.roster),
+            Err(EvidenceError::WrongOrder)
+        );
 
         let mut bad_sig = e.encode();
         bad_sig[EVIDENCE_LEN - 1] ^= 1;
@@ -197,16 +213,28 @@ mod tests {
 
         let outsider = TestNet::new(2, &[1]);
         let r = net.round(VoteKind::ByzantineQuorum, 1);
-        let stranger = Evidence::from_conflict(outsider.vote(0, r, value(1)), outsider.vote(0, r, value(2))).unwrap();
+        let stranger =
+            Evidence::from_conflict(outsider.vote(0, r, value(1)), outsider.vote(0, r, value(2)))
+                .unwrap();
         assert_eq!(
             stranger.verify(&net.roster),
             Err(EvidenceError::NotAMember(outsider.identities[0].id()))
         );
 
         let foreign_round = outsider.round(VoteKind::ByzantineQuorum, 1);
-        let foreign = Evidence::from_conflict(net.vote(0, foreign_round, value(1)), net.vote(0, foreign_round, value(2))).unwrap();
-        assert!(matches!(foreign.verify(&net.roster), Err(EvidenceError::WrongRoster(_))));
+        let foreign = Evidence::from_conflict(
+            net.vote(0, foreign_round, value(1)),
+            net.vote(0, foreign_round, value(2)),
+        )
+        .unwrap();
+        assert!(matches!(
+            foreign.verify(&net.roster),
+            Err(EvidenceError::WrongRoster(_))
+        ));
 
-        assert!(matches!(Evidence::decode(&e.encode()[..100]), Err(EvidenceError::Decode(_))));
+        assert!(matches!(
+            Evidence::decode(&e.encode()[..100]),
+            Err(EvidenceError::Decode(_))
+        ));
     }
 }

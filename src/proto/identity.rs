@@ -128,7 +128,11 @@ mod tests {
         assert!(id.id().verifying_key().is_ok());
         let sig = id.sign(b"m");
         assert!(verify_strict(&id.id().verifying_key().unwrap(), b"m", &sig));
-        assert!(!verify_strict(&id.id().verifying_key().unwrap(), b"n", &sig));
+        assert!(!verify_strict(
+            &id.id().verifying_key().unwrap(),
+            b"n",
+            &sig
+        ));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! roster epochs), decoded from and encoded to record bodies.
 
 use crate::proto::certificate::{Certificate, CertificateError};
+use crate::proto::codec::DecodeError;
 use crate::proto::evidence::{Evidence, EvidenceError};
 use crate::proto::roster_epoch::{RosterEpoch, RosterEpochError};
-use crate::proto::codec::DecodeError;
 use crate::proto::vote::SignedVote;
 
 /// Record kind codes shared with the log container.
@@ -27,7 +27,7 @@ pub enum LogEntry {
     /// A certificate this node formed or accepted.
     Certificate(Certificate),
     /// Evidence this node produced or accepted.
-    Evidence(Evidence),
+    Evidence(Box<Evidence>),
     /// A roster epoch this node adopted.
     Roster(RosterEpoch),
 }
@@ -76,12 +76,18 @@ impl LogEntry {
     /// Decodes a body of kind `kind`, strictly (exact length, no trailing bytes).
     pub fn decode(kind: u8, body: &[u8]) -> Result<Self, EntryError> {
         match kind {
-            kind::VOTE => SignedVote::decode(body).map(LogEntry::Vote).map_err(EntryError::Vote),
+            kind::VOTE => SignedVote::decode(body)
+                .map(LogEntry::Vote)
+                .map_err(EntryError::Vote),
             kind::CERTIFICATE => Certificate::decode(body)
                 .map(LogEntry::Certificate)
                 .map_err(EntryError::Certificate),
-            kind::EVIDENCE => Evidence::decode(body).map(LogEntry::Evidence).map_err(EntryError::Evidence),
-            kind::ROSTER => RosterEpoch::decode(body).map(LogEntry::Roster).map_err(EntryError::Roster),
+            kind::EVIDENCE => Evidence::decode(body)
+                .map(|e| LogEntry::Evidence(Box::new(e)))
+                .map_err(EntryError::Evidence),
+            kind::ROSTER => RosterEpoch::decode(body)
+                .map(LogEntry::Roster)
+                .map_err(EntryError::Roster),
             other => Err(EntryError::UnknownKind(other)),
         }
     }

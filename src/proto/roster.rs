@@ -120,7 +120,7 @@ impl Roster {
         if members.len() > MAX_MEMBERS {
             return Err(RosterError::TooManyMembers(members.len()));
         }
-        members.sort_by(|a, b| a.id.cmp(&b.id));
+        members.sort_by_key(|m| m.id);
         let mut index = HashMap::with_capacity(members.len());
         let mut names = std::collections::HashSet::with_capacity(members.len());
         let mut total: u64 = 0;
@@ -133,7 +133,9 @@ impl Roster {
             if index.insert(m.id, (i, key)).is_some() {
                 return Err(RosterError::DuplicateId(m.id));
             }
-            total = total.checked_add(m.weight).ok_or(RosterError::WeightOverflow)?;
+            total = total
+                .checked_add(m.weight)
+                .ok_or(RosterError::WeightOverflow)?;
         }
         if total == 0 {
             return Err(RosterError::ZeroTotal);
@@ -185,7 +187,9 @@ impl Roster {
             members.push(Member { id, name, weight });
         }
         if epoch == 0 && network_id != NetworkId::default() {
-            return Err(DecodeError::invalid("network id", "must be zero in a genesis roster").into());
+            return Err(
+                DecodeError::invalid("network id", "must be zero in a genesis roster").into(),
+            );
         }
         Self::for_epoch(&network_name, network_id, epoch, members)
     }
@@ -288,14 +292,20 @@ mod tests {
             Roster::genesis("n", vec![member(1, "a", 1), member(2, "a", 1)]),
             Err(RosterError::DuplicateName(_))
         ));
-        assert!(matches!(Roster::genesis("bad name", vec![member(1, "a", 1)]), Err(RosterError::BadName(_))));
+        assert!(matches!(
+            Roster::genesis("bad name", vec![member(1, "a", 1)]),
+            Err(RosterError::BadName(_))
+        ));
         let mut weak = member(1, "a", 1);
         weak.id = ClusterId({
             let mut b = [0u8; 32];
             b[0] = 1;
             b
         });
-        assert!(matches!(Roster::genesis("n", vec![weak]), Err(RosterError::BadKey(IdentityError::Weak(_)))));
+        assert!(matches!(
+            Roster::genesis("n", vec![weak]),
+            Err(RosterError::BadKey(IdentityError::Weak(_)))
+        ));
     }
 
     #[test]
@@ -311,6 +321,9 @@ mod tests {
             members: r.members().iter().rev().cloned().collect(),
             ..r.clone()
         };
-        assert_eq!(Roster::decode(&unsorted.encode()).unwrap_err(), RosterError::NotCanonical);
+        assert_eq!(
+            Roster::decode(&unsorted.encode()).unwrap_err(),
+            RosterError::NotCanonical
+        );
     }
 }

@@ -29,7 +29,9 @@ pub enum RosterEpochError {
         expected: NetworkId,
     },
     /// An epoch after 0 came without a change certificate, or genesis with one.
-    #[error("epoch {0}: a certificate is required for every epoch after 0 and forbidden for epoch 0")]
+    #[error(
+        "epoch {0}: a certificate is required for every epoch after 0 and forbidden for epoch 0"
+    )]
     CertificatePresence(u64),
     /// The certificate is not for this change (wrong kind, epoch, subject or value).
     #[error("the certificate does not certify this roster as epoch {0}")]
@@ -48,7 +50,9 @@ pub enum RosterEpochError {
 /// The subject of the votes that accept epoch `new_epoch` of `network_id`.
 pub fn change_subject(network_id: NetworkId, new_epoch: u64) -> Digest {
     let mut w = Writer::with_capacity(64);
-    w.tag(tags::ROSTER_SUBJECT).raw(&network_id.0).u64(new_epoch);
+    w.tag(tags::ROSTER_SUBJECT)
+        .raw(&network_id.0)
+        .u64(new_epoch);
     Digest::of(&w.finish())
 }
 
@@ -92,7 +96,10 @@ impl RosterEpoch {
 
     /// Checks everything but signatures: that `self` is the successor of
     /// `previous` certified by more than 2/3 of its weight.
-    pub fn verify_successor_tally(&self, previous: &Roster) -> Result<&Certificate, RosterEpochError> {
+    pub fn verify_successor_tally(
+        &self,
+        previous: &Roster,
+    ) -> Result<&Certificate, RosterEpochError> {
         let epoch = self.roster.epoch();
         let cert = self
             .certificate
@@ -142,7 +149,10 @@ impl RosterEpoch {
         if certificate.is_some() != (roster.epoch() > 0) {
             return Err(RosterEpochError::CertificatePresence(roster.epoch()));
         }
-        Ok(RosterEpoch { roster, certificate })
+        Ok(RosterEpoch {
+            roster,
+            certificate,
+        })
     }
 }
 
@@ -159,7 +169,10 @@ mod tests {
             .members()
             .iter()
             .zip(weights)
-            .map(|(m, w)| Member { weight: *w, ..m.clone() })
+            .map(|(m, w)| Member {
+                weight: *w,
+                ..m.clone()
+            })
             .collect();
         Roster::for_epoch("testnet", net.roster.network_id(), 1, members).unwrap()
     }
@@ -192,7 +205,9 @@ mod tests {
         };
         assert!(matches!(
             two_thirds.verify_successor(&net.roster),
-            Err(RosterEpochError::Certificate(CertificateError::NoQuorum { .. }))
+            Err(RosterEpochError::Certificate(
+                CertificateError::NoQuorum { .. }
+            ))
         ));
 
         // A certificate for one roster does not certify another.
@@ -201,7 +216,10 @@ mod tests {
             roster: other,
             certificate: Some(certify(&net, &next, &[0, 1, 2])),
         };
-        assert_eq!(swapped.verify_successor(&net.roster), Err(RosterEpochError::WrongCertificate(1)));
+        assert_eq!(
+            swapped.verify_successor(&net.roster),
+            Err(RosterEpochError::WrongCertificate(1))
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use super::identity::{ClusterId, Identity, verify_strict};
 use super::quorum::Threshold;
 
 /// What a vote decides; each kind has its own quorum threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum VoteKind {
     /// Delivery of a GLOBAL_QUORUM message (more than 1/2 of the weight).
@@ -38,7 +40,10 @@ impl VoteKind {
             1 => Ok(VoteKind::GlobalQuorum),
             2 => Ok(VoteKind::ByzantineQuorum),
             3 => Ok(VoteKind::RosterChange),
-            other => Err(DecodeError::invalid("vote kind", format!("unknown kind {other}"))),
+            other => Err(DecodeError::invalid(
+                "vote kind",
+                format!("unknown kind {other}"),
+            )),
         }
     }
 }
@@ -278,7 +283,8 @@ mod tests {
         let key = id.id().verifying_key().unwrap();
         let sv = sample(&id).sign(&id).unwrap();
         sv.verify_with(&key).unwrap();
-        let mutations: Vec<Box<dyn Fn(&mut Vote)>> = vec![
+        type Mutation = Box<dyn Fn(&mut Vote)>;
+        let mutations: Vec<Mutation> = vec![
             Box::new(|v| v.round.network_id.0[0] ^= 1),
             Box::new(|v| v.round.epoch += 1),
             Box::new(|v| v.round.kind = VoteKind::GlobalQuorum),
@@ -288,7 +294,10 @@ mod tests {
         for m in mutations {
             let mut other = sv;
             m(&mut other.vote);
-            assert_eq!(other.verify_with(&key), Err(VoteError::BadSignature(id.id())));
+            assert_eq!(
+                other.verify_with(&key),
+                Err(VoteError::BadSignature(id.id()))
+            );
         }
         // A signature over the same fields under another domain tag never verifies as a vote.
         let mut w = Writer::default();
@@ -301,6 +310,9 @@ mod tests {
         assert!(foreign.verify_with(&key).is_err());
         // Someone else cannot sign for the voter.
         let mallory = Identity::from_seed([8; 32]);
-        assert!(matches!(sample(&id).sign(&mallory), Err(VoteError::WrongSigner { .. })));
+        assert!(matches!(
+            sample(&id).sign(&mallory),
+            Err(VoteError::WrongSigner { .. })
+        ));
     }
 }

@@ -70,7 +70,7 @@ pub fn write_sample_log(
                 append_entry(&mut w, &LogEntry::Vote(conflicting))?;
                 votes += 1;
                 if let Ok(e) = Evidence::from_conflict(v, conflicting) {
-                    append_entry(&mut w, &LogEntry::Evidence(e))?;
+                    append_entry(&mut w, &LogEntry::Evidence(Box::new(e)))?;
                 }
             }
         }

@@ -2,7 +2,11 @@
 //! of the vote's epoch, decides rounds early in both directions, and flags
 //! any signer that signs two values for one slot, with evidence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Keys are attacker-influenced (subjects, voter ids): ahash is keyed per
+// process, so collisions cannot be forced, and it is faster than SipHash.
+use ahash::HashMap;
 use std::sync::Arc;
 
 use crate::proto::bytes32::NetworkId;
@@ -85,7 +89,7 @@ impl Coordinator {
         Coordinator {
             network_id,
             rosters,
-            rounds: HashMap::new(),
+            rounds: HashMap::default(),
             flagged: BTreeMap::new(),
         }
     }
@@ -143,7 +147,7 @@ impl Coordinator {
             Recorded::Duplicate => VoteEffect::Duplicate,
             Recorded::FurtherConflict => VoteEffect::FurtherConflict,
             Recorded::FirstConflict(first) => {
-                let evidence = Evidence::from_conflict(first, *sv)?;
+                let evidence = Evidence::from_conflict(*first, *sv)?;
                 self.flagged
                     .entry(round.epoch)
                     .or_default()
@@ -182,10 +186,13 @@ impl Coordinator {
     /// Returns true if the signer was not flagged before.
     pub fn add_evidence(&mut self, evidence: &Evidence) -> Result<bool, EvidenceError> {
         let epoch = evidence.slot().round.epoch;
-        let roster = self.rosters.get(&epoch).ok_or(EvidenceError::WrongRoster(VoteError::WrongEpoch {
-            expected: self.rosters.keys().next_back().copied().unwrap_or(0),
-            got: epoch,
-        }))?;
+        let roster =
+            self.rosters
+                .get(&epoch)
+                .ok_or(EvidenceError::WrongRoster(VoteError::WrongEpoch {
+                    expected: self.rosters.keys().next_back().copied().unwrap_or(0),
+                    got: epoch,
+                }))?;
         let signer = evidence.verify(roster)?;
         let set = self.flagged.entry(epoch).or_default();
         if set.contains_key(&signer) {
@@ -221,7 +228,9 @@ impl Coordinator {
 
     /// Whether `signer` is flagged as an equivocator in `epoch`.
     pub fn is_flagged(&self, epoch: u64, signer: &ClusterId) -> bool {
-        self.flagged.get(&epoch).is_some_and(|f| f.contains_key(signer))
+        self.flagged
+            .get(&epoch)
+            .is_some_and(|f| f.contains_key(signer))
     }
 
     /// Every flagged signer with the evidence that flagged it, by epoch.

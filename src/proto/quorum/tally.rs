@@ -2,7 +2,7 @@
 //! different value is reported as a conflict (never counted), and the round
 //! decides as soon as the outcome is certain in either direction.
 
-use std::collections::HashMap;
+use ahash::HashMap;
 
 use crate::proto::bytes32::Digest;
 use crate::proto::identity::ClusterId;
@@ -33,7 +33,7 @@ pub(crate) enum Recorded {
     /// The same value again (retransmission or another path): ignored.
     Duplicate,
     /// A different value from the one recorded: the first conflict in this slot.
-    FirstConflict(SignedVote),
+    FirstConflict(Box<SignedVote>),
     /// Another different value after the slot already conflicted: ignored.
     FurtherConflict,
 }
@@ -50,7 +50,12 @@ pub struct RoundTally {
 impl RoundTally {
     /// Records `vote` of weight `weight`; `count` is false for signers already
     /// flagged as equivocators, whose new votes are kept but never counted.
-    pub(crate) fn record(&mut self, vote: &SignedVote, weight: u64, count: bool) -> Result<Recorded, QuorumError> {
+    pub(crate) fn record(
+        &mut self,
+        vote: &SignedVote,
+        weight: u64,
+        count: bool,
+    ) -> Result<Recorded, QuorumError> {
         if let Some(entry) = self.votes.get_mut(&vote.vote.voter) {
             if entry.vote.vote.value == vote.vote.value {
                 return Ok(Recorded::Duplicate);
@@ -59,11 +64,14 @@ impl RoundTally {
                 return Ok(Recorded::FurtherConflict);
             }
             entry.conflicted = true;
-            return Ok(Recorded::FirstConflict(entry.vote));
+            return Ok(Recorded::FirstConflict(Box::new(entry.vote)));
         }
         if count {
             let value = vote.vote.value;
-            self.counted_weight = self.counted_weight.checked_add(weight).ok_or(QuorumError::Overflow)?;
+            self.counted_weight = self
+                .counted_weight
+                .checked_add(weight)
+                .ok_or(QuorumError::Overflow)?;
             match self.weight_by_value.iter_mut().find(|(v, _)| *v == value) {
                 Some((_, w)) => *w = w.checked_add(weight).ok_or(QuorumError::Overflow)?,
                 None => self.weight_by_value.push((value, weight)),

@@ -18,7 +18,10 @@ fn boundaries_are_exact() {
     assert_eq!(g.min_weight(100).unwrap(), 51);
     assert_eq!(b.min_weight(3).unwrap(), 3);
     assert_eq!(g.is_met(0, 0), Err(QuorumError::ZeroTotal));
-    assert!(matches!(g.is_met(2, 1), Err(QuorumError::CountExceedsTotal { .. })));
+    assert!(matches!(
+        g.is_met(2, 1),
+        Err(QuorumError::CountExceedsTotal { .. })
+    ));
 }
 
 #[test]
@@ -30,7 +33,10 @@ fn weights_near_u64_max_never_wrap() {
     assert!(Threshold::Byzantine.is_met(max / 3 * 2 + 1, max).unwrap());
     assert!(!Threshold::Global.is_met(max / 2, max).unwrap());
     assert!(Threshold::Global.is_met(max / 2 + 1, max).unwrap());
-    assert_eq!(Threshold::Byzantine.min_weight(max).unwrap(), max / 3 * 2 + 1);
+    assert_eq!(
+        Threshold::Byzantine.min_weight(max).unwrap(),
+        max / 3 * 2 + 1
+    );
     assert_eq!(checked_sum([max, 1]), Err(QuorumError::Overflow));
     assert_eq!(checked_sum([max - 1, 1]), Ok(max));
 }
@@ -111,8 +117,14 @@ fn identical_duplicates_and_other_slots_are_never_flagged() {
         assert_eq!(add(&mut c, &v).effect, VoteEffect::Duplicate);
     }
     // Same signer, other slots, other values: independent.
-    assert_eq!(add(&mut c, &net.vote(0, r2, value(2))).effect, VoteEffect::Counted);
-    assert_eq!(add(&mut c, &net.vote(0, r3, REJECT)).effect, VoteEffect::Counted);
+    assert_eq!(
+        add(&mut c, &net.vote(0, r2, value(2))).effect,
+        VoteEffect::Counted
+    );
+    assert_eq!(
+        add(&mut c, &net.vote(0, r3, REJECT)).effect,
+        VoteEffect::Counted
+    );
     assert_eq!(c.flagged().count(), 0);
     assert_eq!(c.tally(&r1).unwrap().counted_weight(), 1);
 }
@@ -127,11 +139,20 @@ fn a_conflict_is_flagged_once_and_weight_counts_once() {
     let VoteEffect::Equivocation(evidence) = report.effect else {
         panic!("expected evidence, got {:?}", report.effect);
     };
-    assert_eq!(evidence.verify(&net.roster).unwrap(), net.identities[0].id());
+    assert_eq!(
+        evidence.verify(&net.roster).unwrap(),
+        net.identities[0].id()
+    );
     assert!(c.is_flagged(0, &net.identities[0].id()));
     // Neither repeat nor a third value produces new evidence.
-    assert_eq!(add(&mut c, &net.vote(0, round, value(2))).effect, VoteEffect::FurtherConflict);
-    assert_eq!(add(&mut c, &net.vote(0, round, value(3))).effect, VoteEffect::FurtherConflict);
+    assert_eq!(
+        add(&mut c, &net.vote(0, round, value(2))).effect,
+        VoteEffect::FurtherConflict
+    );
+    assert_eq!(
+        add(&mut c, &net.vote(0, round, value(3))).effect,
+        VoteEffect::FurtherConflict
+    );
     assert_eq!(c.flagged().count(), 1);
     let tally = c.tally(&round).unwrap();
     assert_eq!(tally.weight_for(&value(1)), 10);
@@ -139,7 +160,10 @@ fn a_conflict_is_flagged_once_and_weight_counts_once() {
     assert_eq!(tally.counted_weight(), 10);
     // Flagged for the rest of the epoch: its vote in a new round is not counted.
     let other = net.round(VoteKind::ByzantineQuorum, 8);
-    assert_eq!(add(&mut c, &net.vote(0, other, value(1))).effect, VoteEffect::SignerFlagged);
+    assert_eq!(
+        add(&mut c, &net.vote(0, other, value(1))).effect,
+        VoteEffect::SignerFlagged
+    );
     assert_eq!(c.tally(&other).unwrap().counted_weight(), 0);
 }
 
@@ -169,7 +193,10 @@ fn rejects_as_soon_as_quorum_is_unreachable() {
     assert_eq!(add(&mut c, &net.vote(0, round, REJECT)).decided, None);
     assert_eq!(add(&mut c, &net.vote(1, round, REJECT)).decided, None);
     // A third reject leaves at most 4: rejected now, not at a timeout.
-    assert_eq!(add(&mut c, &net.vote(2, round, REJECT)).decided, Some(Decision::Rejected));
+    assert_eq!(
+        add(&mut c, &net.vote(2, round, REJECT)).decided,
+        Some(Decision::Rejected)
+    );
     // Later votes do not change a decision.
     for i in 3..7 {
         assert_eq!(add(&mut c, &net.vote(i, round, value(1))).decided, None);
@@ -187,7 +214,10 @@ fn split_accept_values_reject_early() {
     // value(1) could still get 1 + 2 = 3 > 2.
     assert_eq!(add(&mut c, &net.vote(1, round, value(2))).decided, None);
     // Now value(1) ≤ 1 + 1 = 2, value(2) ≤ 2: neither exceeds half.
-    assert_eq!(add(&mut c, &net.vote(2, round, value(3))).decided, Some(Decision::Rejected));
+    assert_eq!(
+        add(&mut c, &net.vote(2, round, value(3))).decided,
+        Some(Decision::Rejected)
+    );
 }
 
 #[test]
@@ -198,14 +228,21 @@ fn votes_for_unknown_epochs_or_outsiders_are_refused() {
     let mut round = net.round(VoteKind::GlobalQuorum, 1);
     assert!(matches!(
         c.verify(&other.vote(0, round, value(1))),
-        Err(CoordinatorError::Vote(crate::proto::vote::VoteError::NotAMember(_)))
+        Err(CoordinatorError::Vote(
+            crate::proto::vote::VoteError::NotAMember(_)
+        ))
     ));
     round.epoch = 5;
-    assert_eq!(c.verify(&net.vote(0, round, value(1))), Err(CoordinatorError::UnknownEpoch(5)));
+    assert_eq!(
+        c.verify(&net.vote(0, round, value(1))),
+        Err(CoordinatorError::UnknownEpoch(5))
+    );
     let foreign = other.round(VoteKind::GlobalQuorum, 1);
     assert!(matches!(
         c.verify(&net.vote(0, foreign, value(1))),
-        Err(CoordinatorError::Vote(crate::proto::vote::VoteError::WrongNetwork { .. }))
+        Err(CoordinatorError::Vote(
+            crate::proto::vote::VoteError::WrongNetwork { .. }
+        ))
     ));
 }
 
@@ -223,6 +260,9 @@ fn evidence_from_elsewhere_flags_and_is_idempotent() {
     assert!(!c.add_evidence(&e).unwrap());
     assert!(c.is_flagged(0, &net.identities[1].id()));
     // A flagged signer that has not voted can no longer help: 3·2 > 6 is false.
-    assert_eq!(add(&mut c, &net.vote(0, round, value(1))).decided, Some(Decision::Rejected));
+    assert_eq!(
+        add(&mut c, &net.vote(0, round, value(1))).decided,
+        Some(Decision::Rejected)
+    );
     assert_eq!(c.decision(&round), Some(Decision::Rejected));
 }

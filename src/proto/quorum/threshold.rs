@@ -36,7 +36,10 @@ impl Threshold {
             return Err(QuorumError::ZeroTotal);
         }
         if yes > total {
-            return Err(QuorumError::CountExceedsTotal { counted: yes, total });
+            return Err(QuorumError::CountExceedsTotal {
+                counted: yes,
+                total,
+            });
         }
         let (yes, total) = (u128::from(yes), u128::from(total));
         Ok(match self {
@@ -72,7 +75,7 @@ impl Threshold {
 
 /// Sums weights with overflow checking.
 pub fn checked_sum<I: IntoIterator<Item = u64>>(weights: I) -> Result<u64, QuorumError> {
-    weights
-        .into_iter()
-        .try_fold(0u64, |acc, w| acc.checked_add(w).ok_or(QuorumError::Overflow))
+    weights.into_iter().try_fold(0u64, |acc, w| {
+        acc.checked_add(w).ok_or(QuorumError::Overflow)
+    })
 }

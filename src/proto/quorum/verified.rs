@@ -51,7 +51,10 @@ pub fn verify_vote(roster: &Roster, vote: &SignedVote) -> Result<VerifiedVote, V
 /// Wraps a vote whose signature the caller has already verified under the
 /// roster key (for example in a parallel batch or through the
 /// verified-signature cache); the context is still re-checked here.
-pub fn assume_signature_checked(roster: &Roster, vote: &SignedVote) -> Result<VerifiedVote, VoteError> {
+pub fn assume_signature_checked(
+    roster: &Roster,
+    vote: &SignedVote,
+) -> Result<VerifiedVote, VoteError> {
     check_vote_context(roster, vote)?;
     Ok(VerifiedVote(*vote))
 }
