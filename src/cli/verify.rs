@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::audit::{Verdict, VerifyOptions, VerifyReport, verify_logs};
+use crate::audit::{FlagSource, Verdict, VerifyOptions, VerifyReport, verify_logs};
 use crate::store::genesis::load_roster_file;
 
 /// Arguments of `fedmesh verify`.
@@ -80,10 +80,13 @@ fn print_human(report: &VerifyReport) {
     }
     println!("signers flagged: {}", report.flagged.len());
     for f in &report.flagged {
-        let sources: Vec<String> = f
+        let sources: Vec<&str> = f
             .sources
             .iter()
-            .map(|s| format!("{s:?}").to_lowercase())
+            .map(|s| match s {
+                FlagSource::EvidenceRecord => "evidence record",
+                FlagSource::Redetected => "re-detected",
+            })
             .collect();
         println!(
             "  epoch {}  {}  {}  ({})",
