@@ -9,5 +9,6 @@
 pub mod audit;
 pub mod cli;
 pub mod proto;
+pub mod sim;
 pub mod store;
 pub mod testkit;
