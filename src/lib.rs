@@ -8,6 +8,9 @@
 
 pub mod audit;
 pub mod cli;
+pub mod config;
+pub mod http;
+pub mod net;
 pub mod proto;
 pub mod sim;
 pub mod store;
