@@ -57,10 +57,11 @@ impl Cluster {
             }
             VoteEffect::Duplicate | VoteEffect::FurtherConflict => {}
         }
-        if let Some(Decision::Accepted(_)) = report.decided {
-            if let Some(cert) = self.coordinator.certificate(&vote.vote.round) {
-                append_entry(&mut self.log, &LogEntry::Certificate(cert))?;
-            }
+        if let (Some(Decision::Accepted(_)), Some(cert)) = (
+            report.decided,
+            self.coordinator.certificate(&vote.vote.round),
+        ) {
+            append_entry(&mut self.log, &LogEntry::Certificate(cert))?;
         }
         Ok(None)
     }
@@ -165,13 +166,13 @@ fn main() -> anyhow::Result<()> {
             };
             let honest = sign(value)?;
             let forked = sign(Digest::of(b"a different payload"))?;
-            for receiver in 0..clusters.len() {
+            for (receiver, cluster) in clusters.iter_mut().enumerate() {
                 let vote = if sender == BYZANTINE && r == SPLIT_ROUND && receiver >= 2 {
                     forked
                 } else {
                     honest
                 };
-                evidence.extend(clusters[receiver].receive(&vote)?);
+                evidence.extend(cluster.receive(&vote)?);
             }
         }
     }
