@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod net;
+pub mod node;
 pub mod proto;
 pub mod sim;
 pub mod store;

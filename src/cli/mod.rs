@@ -4,6 +4,9 @@
 
 pub mod keygen;
 pub mod roster;
+pub mod run;
+pub mod run_args;
+pub mod status;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -31,6 +34,37 @@ pub enum Command {
     Roster(roster::RosterCommand),
     /// Verify vote log files offline against a genesis roster.
     Verify(verify::VerifyArgs),
+    /// Run a node (config file, flags override it).
+    Run(run_args::RunArgs),
+    /// Run a node that joins the mesh through the given seeds.
+    Join(run_args::JoinArgs),
+    /// Show a running node's members and links through its admin endpoint.
+    Status(status::StatusArgs),
+}
+
+impl Command {
+    /// Whether the command sets up logging itself (from its config).
+    pub fn configures_logging(&self) -> bool {
+        matches!(self, Command::Run(_) | Command::Join(_))
+    }
+}
+
+/// Logs to stderr (stdout carries only each command's result), filtered by
+/// `RUST_LOG` or else at `default_level`; JSON lines if `json`.
+pub fn init_logging(default_level: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Fails only if a subscriber is already installed, which leaves logging working.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Runs the parsed command line.
@@ -39,5 +73,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => keygen::run(args),
         Command::Roster(cmd) => roster::run(cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Run(args) => run::run_node(args.resolve()?),
+        Command::Join(args) => run::run_node(args.resolve()?),
+        Command::Status(args) => status::run(args),
     }
 }

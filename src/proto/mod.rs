@@ -3,13 +3,17 @@
 pub mod bytes32;
 pub mod certificate;
 pub mod codec;
+pub mod core;
 pub mod evidence;
 pub mod identity;
 pub mod log_entry;
+pub mod membership;
 pub mod quorum;
 pub mod roster;
 pub mod roster_epoch;
+pub mod time;
 pub mod vote;
+pub mod wire;
 
 pub use bytes32::{Digest, NetworkId};
 pub use identity::{ClusterId, Identity};

@@ -2,4 +2,5 @@
 
 pub mod genesis;
 pub mod keys;
+pub mod state;
 pub mod votelog;

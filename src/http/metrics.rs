@@ -1,0 +1,195 @@
+//! The process-wide Prometheus recorder and the names of fedmesh's metrics.
+//!
+//! Record with the `metrics` macros and these names, for example
+//! `metrics::counter!(FRAMES_TOTAL, LABEL_DIRECTION => DIRECTION_IN, LABEL_TYPE => "gossip").increment(1)`.
+//! Nothing is recorded until [`install_metrics`] has installed the recorder;
+//! the `metrics` macros are no-ops before that.
+//!
+//! The consensus and federation names are those operators know from MPREG,
+//! so that existing dashboards keep working.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::Unit;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Gauge: known members by state; label [`LABEL_STATE`] (`alive`, `suspect`,
+/// `dead`, `left`).
+pub const MEMBERS: &str = "fedmesh_members";
+/// Gauge: live links (QUIC connections to other clusters).
+pub const LINKS: &str = "fedmesh_links";
+/// Gauge: smoothed RTT of each link in seconds; label [`LABEL_PEER`] (the
+/// peer's short cluster id).
+pub const LINK_RTT_SECONDS: &str = "fedmesh_link_rtt_seconds";
+/// Counter: frames sent and received; labels [`LABEL_DIRECTION`]
+/// ([`DIRECTION_IN`], [`DIRECTION_OUT`]) and [`LABEL_TYPE`] (the frame kind).
+pub const FRAMES_TOTAL: &str = "fedmesh_frames_total";
+/// Counter: frames refused as oversized or undecodable.
+pub const MALFORMED_FRAMES_TOTAL: &str = "fedmesh_malformed_frames_total";
+/// Counter: connections refused; label [`LABEL_REASON`] (for example
+/// `not_in_roster`, `network_mismatch`, `version_mismatch`, `id_mismatch`).
+pub const REFUSED_CONNECTIONS_TOTAL: &str = "fedmesh_refused_connections_total";
+
+/// Counter (MPREG name): quorum rounds finished; label [`LABEL_RESULT`]
+/// ([`RESULT_SUCCEEDED`], [`RESULT_FAILED`]).
+pub const CONSENSUS_ROUNDS_TOTAL: &str = "fedmesh_consensus_rounds_total";
+/// Counter (MPREG name): Byzantine faults detected (verified equivocation
+/// evidence).
+pub const BYZANTINE_FAULTS_DETECTED_TOTAL: &str = "fedmesh_byzantine_faults_detected_total";
+/// Counter (MPREG name): federated messages sent by this node.
+pub const FEDERATED_MESSAGES_TOTAL: &str = "fedmesh_federated_messages_total";
+/// Counter (MPREG name): messages delivered here from another cluster.
+pub const CROSS_CLUSTER_DELIVERIES_TOTAL: &str = "fedmesh_cross_cluster_deliveries_total";
+/// Counter (MPREG name): federation attempts that failed (no route, dial
+/// failure, retries exhausted, quorum not reached).
+pub const FAILED_FEDERATION_ATTEMPTS_TOTAL: &str = "fedmesh_failed_federation_attempts_total";
+/// Histogram (MPREG name): seconds from sending a federated message to its
+/// delivery or decision, with buckets [`FEDERATION_LATENCY_BUCKETS`].
+pub const FEDERATION_LATENCY_SECONDS: &str = "fedmesh_federation_latency_seconds";
+
+/// Label of [`MEMBERS`]: the member state.
+pub const LABEL_STATE: &str = "state";
+/// Label of [`LINK_RTT_SECONDS`]: the peer's short cluster id.
+pub const LABEL_PEER: &str = "peer";
+/// Label of [`FRAMES_TOTAL`]: [`DIRECTION_IN`] or [`DIRECTION_OUT`].
+pub const LABEL_DIRECTION: &str = "direction";
+/// Label of [`FRAMES_TOTAL`]: the frame kind.
+pub const LABEL_TYPE: &str = "type";
+/// Label of [`REFUSED_CONNECTIONS_TOTAL`]: why the connection was refused.
+pub const LABEL_REASON: &str = "reason";
+/// Label of [`CONSENSUS_ROUNDS_TOTAL`]: how the round ended.
+pub const LABEL_RESULT: &str = "result";
+
+/// [`LABEL_DIRECTION`] of received frames.
+pub const DIRECTION_IN: &str = "in";
+/// [`LABEL_DIRECTION`] of sent frames.
+pub const DIRECTION_OUT: &str = "out";
+/// [`LABEL_RESULT`] of a round that reached its quorum.
+pub const RESULT_SUCCEEDED: &str = "succeeded";
+/// [`LABEL_RESULT`] of a round that was rejected or timed out.
+pub const RESULT_FAILED: &str = "failed";
+
+/// Bucket upper bounds of [`FEDERATION_LATENCY_SECONDS`], in seconds.
+pub const FEDERATION_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// How often the recorder drains recorded histogram samples, so that they
+/// do not pile up in memory when nobody scrapes `/metrics`.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the process's global `metrics`
+/// recorder and returns a handle that renders it.
+///
+/// Safe to call any number of times, from any thread, in or out of a tokio
+/// runtime: the first call installs the recorder (and a small upkeep thread),
+/// later calls return clones of the same handle. Tests that start several
+/// nodes in one process therefore share one registry; their assertions
+/// should use labels or deltas.
+///
+/// If another global recorder was installed first (by the embedding
+/// application), it stays in place and is logged as a warning: the handle
+/// then renders only the metric descriptions.
+pub fn install_metrics() -> PrometheusHandle {
+    HANDLE.get_or_init(install_once).clone()
+}
+
+fn install_once() -> PrometheusHandle {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(FEDERATION_LATENCY_SECONDS.to_owned()),
+            FEDERATION_LATENCY_BUCKETS,
+        )
+        // Only fails for an empty bucket list, which the constant is not.
+        .unwrap_or_else(|_| PrometheusBuilder::new());
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    if let Err(e) = metrics::set_global_recorder(recorder) {
+        tracing::warn!(
+            error = %e,
+            "another metrics recorder is already installed; /metrics will not show fedmesh metrics"
+        );
+    }
+    describe_metrics();
+
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("fedmesh-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are drained only when /metrics is scraped");
+    }
+    handle
+}
+
+/// Registers the HELP text and unit of every fedmesh metric.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(MEMBERS, Unit::Count, "Known members by state.");
+    describe_gauge!(LINKS, Unit::Count, "Live links to other clusters.");
+    describe_gauge!(
+        LINK_RTT_SECONDS,
+        Unit::Seconds,
+        "Smoothed round-trip time of each link."
+    );
+    describe_counter!(
+        FRAMES_TOTAL,
+        Unit::Count,
+        "Frames sent and received, by direction and type."
+    );
+    describe_counter!(
+        MALFORMED_FRAMES_TOTAL,
+        Unit::Count,
+        "Frames refused as oversized or undecodable."
+    );
+    describe_counter!(
+        REFUSED_CONNECTIONS_TOTAL,
+        Unit::Count,
+        "Connections refused, by reason."
+    );
+    describe_counter!(
+        CONSENSUS_ROUNDS_TOTAL,
+        Unit::Count,
+        "Quorum rounds finished, by result."
+    );
+    describe_counter!(
+        BYZANTINE_FAULTS_DETECTED_TOTAL,
+        Unit::Count,
+        "Byzantine faults detected (verified equivocation evidence)."
+    );
+    describe_counter!(
+        FEDERATED_MESSAGES_TOTAL,
+        Unit::Count,
+        "Federated messages sent by this node."
+    );
+    describe_counter!(
+        CROSS_CLUSTER_DELIVERIES_TOTAL,
+        Unit::Count,
+        "Messages delivered here from another cluster."
+    );
+    describe_counter!(
+        FAILED_FEDERATION_ATTEMPTS_TOTAL,
+        Unit::Count,
+        "Federation attempts that failed."
+    );
+    describe_histogram!(
+        FEDERATION_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Seconds from sending a federated message to its delivery or decision."
+    );
+}
+
+/// Renders the recorder's metrics in the Prometheus text exposition format,
+/// draining pending histogram samples first.
+pub fn render_metrics(handle: &PrometheusHandle) -> String {
+    handle.run_upkeep();
+    handle.render()
+}

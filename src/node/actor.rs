@@ -1,0 +1,312 @@
+//! The node's actor: one task that owns the protocol [`Core`], turns
+//! transport events into core inputs and core outputs into transport
+//! actions. It makes no protocol decisions of its own.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::http::StatusSnapshot;
+use crate::http::metrics::{DIRECTION_IN, DIRECTION_OUT, FRAMES_TOTAL, MALFORMED_FRAMES_TOTAL};
+use crate::net::{Link, LinkEvent, NetError, Priority, Transport};
+use crate::node::links::{Admit, Links};
+use crate::node::snapshot::{record_gauges, snapshot};
+use crate::proto::core::{Command, Core, Input, Output, Persist, TimerId};
+use crate::proto::identity::ClusterId;
+use crate::proto::membership::event::Event;
+use crate::proto::time::Millis;
+use crate::proto::wire;
+
+/// Requests from the [`NodeHandle`](super::NodeHandle).
+pub enum Request {
+    /// Leave gracefully, then stop; answered when done.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A connection attempt's outcome, from the accept loop or a dial task.
+pub enum Dialed {
+    /// A peer dialed us.
+    Inbound(Result<Link, NetError>),
+    /// Our dial finished.
+    Outbound {
+        /// Where we dialed.
+        addr: SocketAddr,
+        /// The id we pinned.
+        expected: Option<ClusterId>,
+        /// The outcome.
+        result: Result<Link, NetError>,
+    },
+}
+
+/// Everything the actor owns.
+pub struct Actor {
+    pub(crate) core: Core,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) links: Links,
+    pub(crate) link_events_tx: mpsc::Sender<LinkEvent>,
+    pub(crate) link_events: mpsc::Receiver<LinkEvent>,
+    pub(crate) dialed_tx: mpsc::Sender<Dialed>,
+    pub(crate) dialed: mpsc::Receiver<Dialed>,
+    pub(crate) requests: mpsc::Receiver<Request>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) status: watch::Sender<StatusSnapshot>,
+    pub(crate) pinned: HashMap<SocketAddr, ClusterId>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) started: Instant,
+    pub(crate) timer: Option<Millis>,
+    /// Links being closed after their last frames drain.
+    pub(crate) closing: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How long a closing link may take to deliver what was queued before it
+/// (goodbyes, the leave announcement).
+const FLUSH_BEFORE_CLOSE: Duration = Duration::from_secs(1);
+
+impl Actor {
+    fn now(&self) -> Millis {
+        Millis::from_duration(self.started.elapsed())
+    }
+
+    /// Runs until shutdown or until the handle is dropped.
+    pub async fn run(mut self) {
+        self.input(Input::Start).await;
+        loop {
+            let deadline = self
+                .timer
+                .map(|at| self.started + at.as_duration())
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some(ev) = self.link_events.recv() => self.on_link_event(ev).await,
+                Some(d) = self.dialed.recv() => self.on_dialed(d).await,
+                _ = tokio::time::sleep_until(deadline.into()), if self.timer.is_some() => {
+                    self.timer = None;
+                    self.on_tick().await;
+                }
+                req = self.requests.recv() => {
+                    let done = req.map(|Request::Shutdown(done)| done);
+                    self.leave().await;
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let samples: Vec<(ClusterId, Duration)> =
+            self.links.iter().map(|(p, e)| (*p, e.link.rtt())).collect();
+        for (peer, rtt) in samples {
+            self.input(Input::Rtt { peer, rtt }).await;
+        }
+        self.input(Input::Timer(TimerId::Tick)).await;
+        self.publish_status();
+    }
+
+    fn publish_status(&self) {
+        let snap = snapshot(
+            &self.core,
+            self.now(),
+            self.transport.local_addr(),
+            self.started.elapsed().as_secs(),
+        );
+        record_gauges(&snap);
+        self.status.send_replace(snap);
+    }
+
+    async fn on_link_event(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Frame { link, peer, bytes } => {
+                if !self.links.is_current(&peer, link) {
+                    return;
+                }
+                match wire::decode(&bytes) {
+                    Ok(frame) => {
+                        metrics::counter!(FRAMES_TOTAL, "direction" => DIRECTION_IN, "type" => frame.kind().name())
+                            .increment(1);
+                        self.input(Input::Frame { from: peer, frame }).await;
+                    }
+                    Err(error) => {
+                        metrics::counter!(MALFORMED_FRAMES_TOTAL).increment(1);
+                        tracing::warn!(peer = %peer.short(), %error, "malformed frame");
+                        self.input(Input::MalformedFrame {
+                            peer,
+                            error: error.to_string(),
+                        })
+                        .await;
+                    }
+                }
+            }
+            LinkEvent::Malformed { link, peer, error } => {
+                metrics::counter!(MALFORMED_FRAMES_TOTAL).increment(1);
+                tracing::warn!(peer = %peer.short(), %error, "malformed stream, connection closed");
+                if self.links.is_current(&peer, link) {
+                    self.input(Input::MalformedFrame {
+                        peer,
+                        error: error.to_string(),
+                    })
+                    .await;
+                }
+            }
+            LinkEvent::Closed { link, peer, reason } => {
+                if self.links.is_current(&peer, link) {
+                    self.links.remove(&peer);
+                    tracing::info!(peer = %peer.short(), %reason, "link closed");
+                    self.input(Input::PeerDown {
+                        peer,
+                        reason: reason.to_string(),
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    async fn on_dialed(&mut self, d: Dialed) {
+        let (result, inbound) = match d {
+            Dialed::Inbound(r) => (r, true),
+            Dialed::Outbound {
+                addr,
+                expected,
+                result: Err(e),
+            } => {
+                tracing::debug!(%addr, error = %e, "dial failed");
+                self.input(Input::ConnectFailed {
+                    addr,
+                    expected,
+                    reason: e.to_string(),
+                })
+                .await;
+                return;
+            }
+            Dialed::Outbound { result, .. } => (result, false),
+        };
+        let link = match result {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::info!(error = %e, "inbound connection refused");
+                return;
+            }
+        };
+        let (peer, addr, rtt) = (link.peer(), link.remote_addr(), link.rtt());
+        match self.links.admit(self.core.id(), link, inbound) {
+            (Admit::Duplicate, Some(dup)) => dup.close("duplicate connection"),
+            (Admit::Duplicate, None) => {}
+            (Admit::Replaces(old), _) => {
+                old.link.close("duplicate connection");
+                self.start_link(&peer);
+            }
+            (Admit::New, _) => {
+                self.start_link(&peer);
+                self.input(Input::PeerUp {
+                    peer,
+                    addr,
+                    rtt,
+                    inbound,
+                })
+                .await;
+            }
+        }
+    }
+
+    fn start_link(&self, peer: &ClusterId) {
+        if let Some(e) = self.links.get(peer) {
+            e.link.start(self.link_events_tx.clone());
+        }
+    }
+
+    /// Feeds one input to the core and carries out what it asks.
+    async fn input(&mut self, input: Input) {
+        let now = self.now();
+        let outputs = self.core.handle(now, input);
+        let mut membership_changed = false;
+        for out in outputs {
+            match out {
+                Output::Send { to, frame } => self.send(to, &frame),
+                Output::Connect { addr, expected } => self.dial(addr, expected),
+                Output::Disconnect { peer, reason } => {
+                    if let Some(e) = self.links.remove(&peer) {
+                        tracing::info!(peer = %peer.short(), %reason, "closing link");
+                        self.closing.retain(|t| !t.is_finished());
+                        self.closing.push(tokio::spawn(async move {
+                            e.link.close_after_flush(&reason, FLUSH_BEFORE_CLOSE).await
+                        }));
+                    }
+                }
+                Output::SetTimer {
+                    id: TimerId::Tick,
+                    at,
+                } => self.timer = Some(at),
+                Output::Event(ev) => {
+                    tracing::info!(event = ?ev, "membership");
+                    membership_changed = true;
+                    let _ = self.events.send(ev);
+                }
+                Output::Persist(Persist::Incarnation(n)) => {
+                    if let Err(e) = crate::store::state::store_incarnation(&self.data_dir, n) {
+                        tracing::error!(error = %e, "cannot persist the incarnation");
+                    }
+                }
+            }
+        }
+        if membership_changed {
+            self.publish_status();
+        }
+    }
+
+    fn send(&self, to: ClusterId, frame: &wire::Frame) {
+        let Some(entry) = self.links.get(&to) else {
+            tracing::debug!(peer = %to.short(), "no link for frame");
+            return;
+        };
+        match wire::encode(frame) {
+            Ok(bytes) => match entry.link.send(Priority::Gossip, bytes) {
+                Ok(()) => metrics::counter!(FRAMES_TOTAL, "direction" => DIRECTION_OUT, "type" => frame.kind().name())
+                    .increment(1),
+                Err(e) => tracing::warn!(peer = %to.short(), error = %e, "frame not sent"),
+            },
+            Err(e) => tracing::error!(error = %e, "cannot encode frame"),
+        }
+    }
+
+    fn dial(&self, addr: SocketAddr, expected: Option<ClusterId>) {
+        let expected = expected.or_else(|| self.pinned.get(&addr).copied());
+        let transport = self.transport.clone();
+        let tx = self.dialed_tx.clone();
+        tokio::spawn(async move {
+            let result = transport.connect(addr, expected).await;
+            let _ = tx
+                .send(Dialed::Outbound {
+                    addr,
+                    expected,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// Announces the departure, lets the goodbye frames drain, closes everything.
+    async fn leave(&mut self) {
+        self.input(Input::Command(Command::Leave)).await;
+        let peers: Vec<ClusterId> = self.links.iter().map(|(p, _)| *p).collect();
+        for p in peers {
+            if let Some(e) = self.links.remove(&p) {
+                self.closing.push(tokio::spawn(async move {
+                    e.link
+                        .close_after_flush("node shutting down", FLUSH_BEFORE_CLOSE)
+                        .await
+                }));
+            }
+        }
+        for c in std::mem::take(&mut self.closing) {
+            let _ = c.await;
+        }
+        self.publish_status();
+        self.transport.close();
+    }
+}

@@ -1,0 +1,292 @@
+//! The embedding API: start a node from a [`NodeConfig`], watch its members
+//! and links, subscribe to membership events, shut it down gracefully.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), fedmesh::node::NodeError> {
+//! let config = fedmesh::config::NodeConfig::load("node.toml".as_ref())?;
+//! let node = fedmesh::node::Node::start(config).await?;
+//! for m in node.members() {
+//!     println!("{} {:?}", m.id.short(), m.state);
+//! }
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod actor;
+mod links;
+mod snapshot;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{ConfigError, NodeConfig};
+use crate::http::{LinkStatus, MemberStatus, StatusSnapshot};
+use crate::net::{FaultControl, NetError, Transport, TransportOptions};
+use crate::proto::core::{Core, CoreError};
+use crate::proto::identity::ClusterId;
+use crate::proto::membership::config::MembershipConfig as CoreMembershipConfig;
+use crate::proto::membership::event::Event;
+use crate::store::genesis::{GenesisError, load_roster_file};
+use crate::store::keys::{KeyFileError, load_identity, load_tls_material};
+use crate::store::state::{StateError, load_incarnation};
+
+use actor::{Actor, Dialed, Request};
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The key or certificate cannot be used.
+    #[error(transparent)]
+    Keys(#[from] KeyFileError),
+    /// The roster file cannot be used.
+    #[error(transparent)]
+    Roster(#[from] GenesisError),
+    /// Persisted node state cannot be read.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The protocol core refused the configuration (e.g. not a member).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The QUIC endpoint cannot be set up.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The admin endpoint cannot be started.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+    /// The listen address is a wildcard and no `advertise` address is set.
+    #[error(
+        "listen address {0} is a wildcard: set `advertise` to an address other clusters can dial"
+    )]
+    NoAdvertise(SocketAddr),
+}
+
+/// Options for tests and embedders beyond the config file.
+#[derive(Default, Clone)]
+pub struct NodeOptions {
+    /// Put a fault-injecting socket under QUIC (loss, partitions).
+    pub faults: Option<Arc<FaultControl>>,
+    /// Seed of the protocol's random choices (random if unset).
+    pub rng_seed: Option<u64>,
+}
+
+/// Starts nodes.
+pub struct Node;
+
+impl Node {
+    /// Starts a node from `config`.
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+        Self::start_with(config, NodeOptions::default()).await
+    }
+
+    /// Starts a node from `config` with extra options.
+    pub async fn start_with(
+        config: NodeConfig,
+        options: NodeOptions,
+    ) -> Result<NodeHandle, NodeError> {
+        config.validate()?;
+        let identity = Arc::new(load_identity(&config.key)?);
+        let material = load_tls_material(&config.cert_path(), &config.key)?;
+        let roster = Arc::new(load_roster_file(&config.roster)?);
+        let previous = load_incarnation(&config.data_dir)?;
+
+        let transport_options = TransportOptions {
+            keep_alive: config.transport.keep_alive(),
+            idle_timeout: config.transport.idle_timeout(),
+            connect_timeout: config.transport.connect_timeout(),
+            max_frame_len: config.transport.max_frame_bytes,
+            ..TransportOptions::default()
+        };
+        let transport = Arc::new(match &options.faults {
+            Some(f) => {
+                Transport::bind_with_faults(config.listen, &material, transport_options, f.clone())?
+            }
+            None => Transport::bind(config.listen, &material, transport_options)?,
+        });
+        let local = transport.local_addr();
+        let advertise = match config.advertise {
+            Some(a) => a,
+            None if local.ip().is_unspecified() => return Err(NodeError::NoAdvertise(local)),
+            None => local,
+        };
+
+        let m = &config.membership;
+        let membership = CoreMembershipConfig {
+            gossip_interval: m.gossip_interval(),
+            heartbeat_interval: m.gossip_interval(),
+            fanout: m.fanout,
+            // Validated to be a whole number in 1..=20.
+            phi_threshold: m.phi_threshold as u32,
+            suspect_timeout: m.suspect_timeout(),
+            dead_ttl: m.dead_ttl(),
+            degree: m.max_links,
+            open: config.open,
+            ..CoreMembershipConfig::default()
+        };
+        let seeds: Vec<SocketAddr> = config.seeds.iter().map(|s| s.addr).collect();
+        let pinned: HashMap<SocketAddr, ClusterId> = config
+            .seeds
+            .iter()
+            .filter_map(|s| s.id.map(|id| (s.addr, id)))
+            .collect();
+        let rng_seed = options.rng_seed.unwrap_or_else(rand::random);
+        let core = Core::new(
+            identity.clone(),
+            roster,
+            membership,
+            seeds,
+            vec![advertise],
+            previous,
+            rng_seed,
+        )?;
+
+        let started = Instant::now();
+        let (status_tx, status_rx) = watch::channel(snapshot::snapshot(
+            &core,
+            crate::proto::time::Millis::ZERO,
+            local,
+            0,
+        ));
+        let (events, _) = broadcast::channel(1024);
+        let (link_events_tx, link_events) = mpsc::channel(4096);
+        let (dialed_tx, dialed) = mpsc::channel(256);
+        let (requests_tx, requests) = mpsc::channel(4);
+
+        let accept_transport = transport.clone();
+        let accept_tx = dialed_tx.clone();
+        let accept = tokio::spawn(async move {
+            while let Some(r) = accept_transport.accept().await {
+                if accept_tx.send(Dialed::Inbound(r)).await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        let (http_stop_tx, http_stop) = oneshot::channel::<()>();
+        let admin = match config.admin {
+            Some(addr) => {
+                let provider = crate::http::status_provider_from_watch(status_rx.clone());
+                let metrics = crate::http::install_metrics();
+                let (bound, _task) = crate::http::serve(addr, provider, metrics, async move {
+                    let _ = http_stop.await;
+                })
+                .await?;
+                tracing::info!(%bound, "admin endpoint listening");
+                Some(bound)
+            }
+            None => None,
+        };
+
+        let actor = Actor {
+            core,
+            transport: transport.clone(),
+            links: Default::default(),
+            link_events_tx,
+            link_events,
+            dialed_tx,
+            dialed,
+            requests,
+            events: events.clone(),
+            status: status_tx,
+            pinned,
+            data_dir: config.data_dir.clone(),
+            started,
+            timer: None,
+            closing: Vec::new(),
+        };
+        let task = tokio::spawn(actor.run());
+        tracing::info!(id = %identity.id(), %local, "node started");
+        Ok(NodeHandle {
+            id: identity.id(),
+            local,
+            admin,
+            status: status_rx,
+            events,
+            requests: requests_tx,
+            task,
+            accept,
+            http_stop: Some(http_stop_tx),
+            faults: options.faults,
+        })
+    }
+}
+
+/// A running node.
+pub struct NodeHandle {
+    id: ClusterId,
+    local: SocketAddr,
+    admin: Option<SocketAddr>,
+    status: watch::Receiver<StatusSnapshot>,
+    events: broadcast::Sender<Event>,
+    requests: mpsc::Sender<Request>,
+    task: JoinHandle<()>,
+    accept: JoinHandle<()>,
+    http_stop: Option<oneshot::Sender<()>>,
+    faults: Option<Arc<FaultControl>>,
+}
+
+/// How long [`NodeHandle::shutdown`] waits for the graceful leave.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl NodeHandle {
+    /// This node's cluster id.
+    pub fn id(&self) -> ClusterId {
+        self.id
+    }
+
+    /// The QUIC address the node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The admin HTTP address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The latest status (refreshed every gossip interval and on every membership change).
+    pub fn status(&self) -> StatusSnapshot {
+        self.status.borrow().clone()
+    }
+
+    /// Known members, this node included.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        self.status().members
+    }
+
+    /// Live links.
+    pub fn links(&self) -> Vec<LinkStatus> {
+        self.status().links
+    }
+
+    /// Membership events from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The fault injector under this node's socket, if it was started with one.
+    pub fn faults(&self) -> Option<&Arc<FaultControl>> {
+        self.faults.as_ref()
+    }
+
+    /// Leaves the federation gracefully (peers see it as left, not dead)
+    /// and stops every task.
+    pub async fn shutdown(mut self) {
+        let (done_tx, done) = oneshot::channel();
+        if self.requests.send(Request::Shutdown(done_tx)).await.is_ok() {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, done).await;
+        }
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        self.accept.abort();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await;
+    }
+}

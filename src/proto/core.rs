@@ -1,0 +1,1030 @@
+//! The protocol core: one deterministic state machine per node, driven
+//! through a single entry point, [`Core::handle`], in the style of
+//! iroh-gossip's `proto/state.rs` and foca's runtime.
+//!
+//! The caller (the net layer, or the simulator) feeds [`Input`]s with the
+//! current time and carries out the [`Output`]s in order: frames to send,
+//! connections to open or close, the next timer, events and state to
+//! persist. The core has no clock, no sockets and no threads; its only
+//! randomness is a `StdRng` seeded by the caller, and it iterates only
+//! ordered maps, so the same inputs always give the same outputs.
+//!
+//! Transport contract:
+//! - at most one connection per peer; `PeerUp` for a peer that already has
+//!   one means the new connection replaced the old, and the end of a
+//!   replaced connection is never reported;
+//! - every connection the core asked for ends with `ConnectFailed` or
+//!   `PeerUp`, every `PeerUp` eventually with `PeerDown`;
+//! - outputs are carried out in order: a `Send` before a `Disconnect` to the
+//!   same peer is flushed first, and `Persist` is durable before anything
+//!   after it is sent;
+//! - a later `SetTimer` with the same id replaces the earlier one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::proto::bytes32::NetworkId;
+use crate::proto::identity::{ClusterId, Identity};
+use crate::proto::membership::antientropy::{answer_syn, answer_want, choose_peers};
+use crate::proto::membership::config::{ConfigError, MembershipConfig};
+use crate::proto::membership::counters::{Counters, bump};
+use crate::proto::membership::event::Event;
+use crate::proto::membership::failure::MemberState;
+use crate::proto::membership::peers::{LinkState, Peers, Refusal, admit, check_hello};
+use crate::proto::membership::record::{
+    LinkInfo, MAX_LINKS, NodeRecord, RecordError, SignedRecord, Verified, Version,
+};
+use crate::proto::membership::sigcache::SigCache;
+use crate::proto::membership::status::{LinkStatus, MemberStatus};
+use crate::proto::membership::table::MemberTable;
+use crate::proto::roster::Roster;
+use crate::proto::time::{Millis, duration_micros, duration_ms};
+use crate::proto::wire::{Frame, PROTOCOL_VERSION};
+
+/// The core's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimerId {
+    /// One gossip round: heartbeat, failure detection, anti-entropy, mesh upkeep.
+    Tick,
+}
+
+/// A local request from the application or operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Leave the federation gracefully: announce a final signed record and
+    /// close every connection. The core stops gossiping afterwards.
+    Leave,
+}
+
+/// State the caller must store durably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// The incarnation now in use; pass it back as `previous_incarnation`
+    /// after a restart.
+    Incarnation(u64),
+}
+
+/// Something that happened, for the core to react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The first input: persist the incarnation, dial the seeds, arm the
+    /// timer. Any other first input starts the core implicitly.
+    Start,
+    /// A decoded frame from an authenticated peer.
+    Frame {
+        /// The peer the transport authenticated.
+        from: ClusterId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// A timer set with [`Output::SetTimer`] fired.
+    Timer(TimerId),
+    /// A connection finished its transport handshake.
+    PeerUp {
+        /// The authenticated peer.
+        peer: ClusterId,
+        /// Its address.
+        addr: SocketAddr,
+        /// The handshake's RTT.
+        rtt: Duration,
+        /// True if the peer dialed us.
+        inbound: bool,
+    },
+    /// A connection ended.
+    PeerDown {
+        /// The peer.
+        peer: ClusterId,
+        /// Why, as the transport saw it.
+        reason: String,
+    },
+    /// A dial asked for with [`Output::Connect`] failed.
+    ConnectFailed {
+        /// The address dialed.
+        addr: SocketAddr,
+        /// The id that was expected there.
+        expected: Option<ClusterId>,
+        /// Why.
+        reason: String,
+    },
+    /// A fresh RTT sample for a connection.
+    Rtt {
+        /// The peer.
+        peer: ClusterId,
+        /// The smoothed RTT.
+        rtt: Duration,
+    },
+    /// The transport could not decode (or had to refuse) a frame from a peer.
+    MalformedFrame {
+        /// The peer.
+        peer: ClusterId,
+        /// What was wrong.
+        error: String,
+    },
+    /// A local command.
+    Command(Command),
+}
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a frame on the connection to `to`.
+    Send {
+        /// The peer.
+        to: ClusterId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// Open a connection to `addr`, pinning the peer id if `expected` is set.
+    Connect {
+        /// Where to dial.
+        addr: SocketAddr,
+        /// The id that must answer there, if known.
+        expected: Option<ClusterId>,
+    },
+    /// Close the connection to `peer` (after flushing earlier sends).
+    Disconnect {
+        /// The peer.
+        peer: ClusterId,
+        /// Why (usable as the QUIC close reason).
+        reason: String,
+    },
+    /// Fire [`Input::Timer`] with `id` at `at` (replacing any earlier one).
+    SetTimer {
+        /// Which timer.
+        id: TimerId,
+        /// When.
+        at: Millis,
+    },
+    /// Tell the application or operator.
+    Event(Event),
+    /// Store durably before carrying out the outputs that follow.
+    Persist(Persist),
+}
+
+/// Why a core cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// This node is not in the roster and the node is not in open mode.
+    #[error(
+        "cluster {id} is not a member of network {network:?}; add it to the roster or run in open mode as an observer"
+    )]
+    NotAMember {
+        /// This node.
+        id: ClusterId,
+        /// The network's name.
+        network: String,
+    },
+    /// The initial record is invalid (bad or too many listen addresses).
+    #[error("cannot build this node's record: {0}")]
+    Record(#[from] RecordError),
+    /// `previous_incarnation` is `u64::MAX`.
+    #[error("incarnation counter exhausted")]
+    IncarnationExhausted,
+}
+
+/// RTT changes smaller than this fraction (in percent) of the published
+/// value are not worth a content change of the record.
+const RTT_REPUBLISH_PERCENT: u64 = 25;
+/// …nor changes smaller than this many microseconds.
+const RTT_REPUBLISH_MIN_MICROS: u64 = 1000;
+
+/// One node's membership protocol state machine.
+#[derive(Debug)]
+pub struct Core {
+    identity: Arc<Identity>,
+    roster: Arc<Roster>,
+    config: MembershipConfig,
+    network_id: NetworkId,
+    listen_addrs: Vec<SocketAddr>,
+    incarnation: u64,
+    heartbeat: u64,
+    published_links: Vec<LinkInfo>,
+    table: MemberTable,
+    peers: Peers,
+    sigcache: Arc<SigCache>,
+    rng: StdRng,
+    counters: Counters,
+    started: bool,
+    left: bool,
+    next_heartbeat: Millis,
+    scratch_events: Vec<Event>,
+}
+
+impl Core {
+    /// A core for `identity` in the federation of `roster`.
+    ///
+    /// `seeds` are dialed at start and whenever the node has no link;
+    /// `listen_addrs` are advertised in the record (dialable addresses, not
+    /// `0.0.0.0`); `previous_incarnation` is the last value persisted with
+    /// [`Persist::Incarnation`] (0 on first start), and the new incarnation
+    /// is one more; `rng_seed` seeds every random choice.
+    pub fn new(
+        identity: Arc<Identity>,
+        roster: Arc<Roster>,
+        config: MembershipConfig,
+        seeds: Vec<SocketAddr>,
+        listen_addrs: Vec<SocketAddr>,
+        previous_incarnation: u64,
+        rng_seed: u64,
+    ) -> Result<Core, CoreError> {
+        config.validate()?;
+        let id = identity.id();
+        if !config.open && roster.member(&id).is_none() {
+            return Err(CoreError::NotAMember {
+                id,
+                network: roster.network_name().to_owned(),
+            });
+        }
+        let listen_addrs: Vec<SocketAddr> = listen_addrs
+            .iter()
+            .map(|a| SocketAddr::new(a.ip(), a.port()))
+            .collect();
+        let incarnation = previous_incarnation
+            .checked_add(1)
+            .ok_or(CoreError::IncarnationExhausted)?;
+        let network_id = roster.network_id();
+        let record = NodeRecord {
+            id,
+            incarnation,
+            heartbeat: 0,
+            roster_epoch: roster.epoch(),
+            left: false,
+            addrs: listen_addrs.clone(),
+            links: Vec::new(),
+            queues: Vec::new(),
+        };
+        let own = SignedRecord::sign(record, &identity, &network_id)?;
+        let table = MemberTable::new(own, Millis::ZERO, config.phi_window);
+        let peers = Peers::new(seeds, &listen_addrs);
+        let sigcache = Arc::new(SigCache::new(config.sig_cache_capacity));
+        Ok(Core {
+            identity,
+            roster,
+            config,
+            network_id,
+            listen_addrs,
+            incarnation,
+            heartbeat: 0,
+            published_links: Vec::new(),
+            table,
+            peers,
+            sigcache,
+            rng: StdRng::seed_from_u64(rng_seed),
+            counters: Counters::default(),
+            started: false,
+            left: false,
+            next_heartbeat: Millis::ZERO,
+            scratch_events: Vec::new(),
+        })
+    }
+
+    /// Shares a verified-signature cache with other cores (the simulator
+    /// does, so each record version is verified once for the whole run).
+    pub fn with_signature_cache(mut self, cache: Arc<SigCache>) -> Self {
+        self.sigcache = cache;
+        self
+    }
+
+    /// Handles one input at `now` and returns what to do.
+    pub fn handle(&mut self, now: Millis, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.handle_into(now, input, &mut out);
+        out
+    }
+
+    /// Handles one input at `now`, appending what to do to `out`.
+    pub fn handle_into(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
+        if !self.started {
+            self.start(now, out);
+        }
+        match input {
+            Input::Start => {}
+            Input::Timer(TimerId::Tick) => self.tick(now, out),
+            Input::Frame { from, frame } => self.on_frame(now, from, frame, out),
+            Input::PeerUp {
+                peer,
+                addr,
+                rtt,
+                inbound,
+            } => self.on_peer_up(now, peer, addr, rtt, inbound, out),
+            Input::PeerDown { peer, reason } => self.on_peer_down(peer, reason, out),
+            Input::ConnectFailed { addr, expected, .. } => {
+                bump(&mut self.counters.dial_failures);
+                self.peers
+                    .dial_failed(&addr, expected, now, self.config.dial_backoff);
+            }
+            Input::Rtt { peer, rtt } => {
+                if let Some(l) = self.peers.link_mut(&peer) {
+                    l.rtt = rtt;
+                }
+            }
+            Input::MalformedFrame { peer, error } => {
+                bump(&mut self.counters.malformed_frames);
+                self.refuse(now, peer, Refusal::Malformed(error), out);
+            }
+            Input::Command(Command::Leave) => self.leave(now, out),
+        }
+    }
+
+    // ----- lifecycle -------------------------------------------------------
+
+    fn start(&mut self, now: Millis, out: &mut Vec<Output>) {
+        self.started = true;
+        out.push(Output::Persist(Persist::Incarnation(self.incarnation)));
+        out.push(Output::Event(Event::IncarnationChanged {
+            incarnation: self.incarnation,
+        }));
+        self.next_heartbeat = now;
+        self.tick(now, out);
+    }
+
+    fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
+        if self.left {
+            return;
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.config.heartbeat_interval;
+            self.heartbeat = self.heartbeat.saturating_add(1);
+            self.republish();
+            self.push_own(out);
+        }
+
+        let mut died = Vec::new();
+        let mut events = std::mem::take(&mut self.scratch_events);
+        self.table.check(now, &self.config, &mut events, &mut died);
+        self.table.expire(now, self.config.dead_ttl, &mut events);
+        out.extend(events.drain(..).map(Output::Event));
+        self.scratch_events = events;
+        for id in died {
+            if self.peers.link(&id).is_some() {
+                self.close(now, id, &Refusal::Dead, out);
+            }
+        }
+
+        let live = self.peers.live();
+        let targets = choose_peers(&live, self.config.fanout, None, &mut self.rng);
+        if !targets.is_empty() {
+            let digest = self.table.digest();
+            for to in targets {
+                self.send(
+                    to,
+                    Frame::Syn {
+                        digest: digest.clone(),
+                    },
+                    out,
+                );
+            }
+        }
+
+        let expired = self.peers.expire(now, &self.config);
+        for _ in 0..expired.dials {
+            bump(&mut self.counters.dial_failures);
+        }
+        for id in expired.handshakes {
+            bump(&mut self.counters.handshake_timeouts);
+            self.close(now, id, &Refusal::HandshakeTimeout, out);
+        }
+        let plan = self
+            .peers
+            .plan(now, &self.config, &self.table, &mut self.rng);
+        for (addr, expected) in plan.dials {
+            bump(&mut self.counters.dials);
+            out.push(Output::Connect { addr, expected });
+        }
+        for id in plan.prunes {
+            bump(&mut self.counters.links_pruned);
+            self.close(now, id, &Refusal::Pruned, out);
+        }
+
+        let interval = duration_ms(self.config.gossip_interval);
+        let jitter = interval / 10;
+        let delay = interval - jitter + self.rng.gen_range(0..=2 * jitter);
+        out.push(Output::SetTimer {
+            id: TimerId::Tick,
+            at: Millis(now.0.saturating_add(delay)),
+        });
+    }
+
+    fn leave(&mut self, now: Millis, out: &mut Vec<Output>) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        self.heartbeat = self.heartbeat.saturating_add(1);
+        let mut record = self.own().record.clone();
+        record.heartbeat = self.heartbeat;
+        record.left = true;
+        match SignedRecord::sign(record, &self.identity, &self.network_id) {
+            Ok(signed) => self.table.set_own(signed),
+            Err(e) => tracing::error!(error = %e, "cannot sign the departure record"),
+        }
+        let own = self.own().clone();
+        let peers: Vec<(ClusterId, bool)> = self
+            .peers
+            .links()
+            .map(|(id, l)| (*id, l.is_live()))
+            .collect();
+        for (peer, live) in peers {
+            if live {
+                self.send(
+                    peer,
+                    Frame::Leave {
+                        record: own.clone(),
+                    },
+                    out,
+                );
+                self.peers.close(&peer, now);
+                out.push(Output::Disconnect {
+                    peer,
+                    reason: Refusal::Leaving.to_string(),
+                });
+            } else {
+                self.close(now, peer, &Refusal::Leaving, out);
+            }
+        }
+    }
+
+    // ----- own record ----------------------------------------------------
+
+    fn own(&self) -> &SignedRecord {
+        self.table.own()
+    }
+
+    /// Re-signs our record with the current heartbeat, refreshing the links
+    /// when they changed enough to be news.
+    fn republish(&mut self) {
+        let mut current: Vec<(ClusterId, Duration)> = self
+            .peers
+            .links()
+            .filter(|(_, l)| l.is_live())
+            .map(|(id, l)| (*id, l.rtt))
+            .collect();
+        if current.len() > MAX_LINKS {
+            current.sort_by_key(|(id, rtt)| (*rtt, *id));
+            current.truncate(MAX_LINKS);
+            current.sort_by_key(|(id, _)| *id);
+        }
+        let links: Vec<LinkInfo> = current
+            .into_iter()
+            .map(|(peer, rtt)| LinkInfo {
+                peer,
+                rtt_micros: u32::try_from(duration_micros(rtt)).unwrap_or(u32::MAX),
+            })
+            .collect();
+        if links_changed(&self.published_links, &links) {
+            self.published_links = links;
+        }
+        let record = NodeRecord {
+            id: self.identity.id(),
+            incarnation: self.incarnation,
+            heartbeat: self.heartbeat,
+            roster_epoch: self.roster.epoch(),
+            left: self.left,
+            addrs: self.listen_addrs.clone(),
+            links: self.published_links.clone(),
+            queues: self.own().record.queues.clone(),
+        };
+        match SignedRecord::sign(record, &self.identity, &self.network_id) {
+            Ok(signed) => self.table.set_own(signed),
+            Err(e) => tracing::error!(error = %e, "cannot sign our own record"),
+        }
+    }
+
+    fn push_own(&mut self, out: &mut Vec<Output>) {
+        let live = self.peers.live();
+        let targets = choose_peers(&live, self.config.fanout, None, &mut self.rng);
+        if targets.is_empty() {
+            return;
+        }
+        let own = self.own().clone();
+        for to in targets {
+            self.send(
+                to,
+                Frame::Records {
+                    records: vec![own.clone()],
+                },
+                out,
+            );
+        }
+    }
+
+    /// A record of ourselves arrived through gossip. If it is at least as new
+    /// as ours and not ours, it is from an earlier life whose incarnation we
+    /// did not persist: jump past it so our record supersedes it everywhere.
+    fn own_echo(&mut self, now: Millis, rec: SignedRecord, out: &mut Vec<Output>) {
+        let ours = Version {
+            incarnation: self.incarnation,
+            heartbeat: self.heartbeat,
+        };
+        if rec.version() < ours || (rec.version() == ours && rec == *self.own()) {
+            bump(&mut self.counters.records_stale);
+            return;
+        }
+        let key = match self.identity.id().verifying_key() {
+            Ok(k) => k,
+            Err(_) => return,
+        };
+        match rec.verify(&self.network_id, &key, Some(&self.sigcache)) {
+            Ok(_) => {}
+            Err(_) => {
+                bump(&mut self.counters.records_bad_signature);
+                return;
+            }
+        }
+        let Some(next) = rec.record.incarnation.checked_add(1) else {
+            return;
+        };
+        tracing::warn!(
+            seen = %rec.version(),
+            ours = %ours,
+            "saw a record of ourselves from an earlier life; raising the incarnation"
+        );
+        bump(&mut self.counters.incarnation_bumps);
+        self.incarnation = next;
+        self.heartbeat = 0;
+        out.push(Output::Persist(Persist::Incarnation(next)));
+        out.push(Output::Event(Event::IncarnationChanged {
+            incarnation: next,
+        }));
+        self.republish();
+        self.next_heartbeat = now + self.config.heartbeat_interval;
+        self.push_own(out);
+    }
+
+    // ----- connections ---------------------------------------------------
+
+    fn on_peer_up(
+        &mut self,
+        now: Millis,
+        peer: ClusterId,
+        addr: SocketAddr,
+        rtt: Duration,
+        inbound: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if peer == self.identity.id() {
+            if !inbound {
+                self.peers.own_addr(addr);
+            }
+            bump(&mut self.counters.refused_other);
+            out.push(Output::Disconnect {
+                peer,
+                reason: Refusal::Myself.to_string(),
+            });
+            return;
+        }
+        if self.peers.link(&peer).is_some_and(|l| l.is_live()) {
+            out.push(Output::Event(Event::LinkDown {
+                peer,
+                reason: "replaced by a new connection".into(),
+            }));
+        }
+        let live = self.peers.live().len();
+        self.peers.up(peer, addr, rtt, inbound, now);
+        let refusal = if self.left {
+            Some(Refusal::Leaving)
+        } else if let Err(r) = admit(&self.roster, self.config.open, &peer) {
+            bump(&mut self.counters.refused_not_member);
+            Some(r)
+        } else if inbound && live >= self.config.max_links {
+            Some(Refusal::TooManyLinks(live))
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            if !matches!(r, Refusal::NotAMember { .. }) {
+                bump(&mut self.counters.refused_other);
+            }
+            self.refuse(now, peer, r, out);
+            return;
+        }
+        if !inbound {
+            let hello = Frame::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                network_id: self.network_id,
+                sender: self.identity.id(),
+                incarnation: self.incarnation,
+                roster_epoch: self.roster.epoch(),
+            };
+            self.send(peer, hello, out);
+        }
+    }
+
+    fn on_peer_down(&mut self, peer: ClusterId, reason: String, out: &mut Vec<Output>) {
+        let Some(link) = self.peers.down(&peer) else {
+            return;
+        };
+        if link.state == LinkState::Established {
+            if link.closing.is_none() {
+                self.table.link_lost(&peer);
+            }
+            out.push(Output::Event(Event::LinkDown { peer, reason }));
+        }
+    }
+
+    fn established(&mut self, peer: ClusterId, inbound: bool, out: &mut Vec<Output>) {
+        if let Some(l) = self.peers.link_mut(&peer) {
+            l.state = LinkState::Established;
+        }
+        out.push(Output::Event(Event::LinkUp { peer, inbound }));
+        if !inbound {
+            let digest = self.table.digest();
+            self.send(peer, Frame::Syn { digest }, out);
+        }
+    }
+
+    /// Sends `Goodbye` (if the link is not already closing), then asks the
+    /// transport to close.
+    fn close(&mut self, now: Millis, peer: ClusterId, why: &Refusal, out: &mut Vec<Output>) {
+        let reason = why.to_string();
+        if self.peers.link(&peer).is_some_and(|l| l.closing.is_none()) {
+            self.send(peer, Frame::goodbye(&reason), out);
+        }
+        self.peers.close(&peer, now);
+        out.push(Output::Disconnect { peer, reason });
+    }
+
+    /// [`Self::close`] plus a [`Event::Refused`].
+    fn refuse(&mut self, now: Millis, peer: ClusterId, why: Refusal, out: &mut Vec<Output>) {
+        self.close(now, peer, &why, out);
+        out.push(Output::Event(Event::Refused {
+            peer,
+            reason: why.to_string(),
+        }));
+    }
+
+    fn violation(
+        &mut self,
+        now: Millis,
+        peer: ClusterId,
+        what: &'static str,
+        out: &mut Vec<Output>,
+    ) {
+        bump(&mut self.counters.protocol_violations);
+        self.refuse(now, peer, Refusal::Violation(what), out);
+    }
+
+    fn send(&mut self, to: ClusterId, frame: Frame, out: &mut Vec<Output>) {
+        self.counters.frames_out.incr(frame.kind());
+        out.push(Output::Send { to, frame });
+    }
+
+    // ----- frames ----------------------------------------------------------
+
+    fn on_frame(&mut self, now: Millis, from: ClusterId, frame: Frame, out: &mut Vec<Output>) {
+        self.counters.frames_in.incr(frame.kind());
+        let Some(link) = self.peers.link(&from) else {
+            bump(&mut self.counters.frames_from_unknown);
+            out.push(Output::Disconnect {
+                peer: from,
+                reason: "frame on a connection the core does not know".into(),
+            });
+            return;
+        };
+        if link.closing.is_some() {
+            return;
+        }
+        let (state, inbound) = (link.state, link.inbound);
+        if let Err(e) = frame.check_bounds() {
+            bump(&mut self.counters.oversized_frames);
+            self.refuse(now, from, Refusal::Oversized(e), out);
+            return;
+        }
+        match frame {
+            Frame::Hello {
+                protocol_version,
+                network_id,
+                sender,
+                ..
+            } => {
+                if state != LinkState::AwaitingHello {
+                    return self.violation(now, from, "unexpected Hello", out);
+                }
+                if let Err(r) = check_hello(
+                    &self.network_id,
+                    &from,
+                    protocol_version,
+                    &network_id,
+                    &sender,
+                ) {
+                    bump(&mut self.counters.refused_hello);
+                    return self.refuse(now, from, r, out);
+                }
+                let ack = Frame::HelloAck {
+                    protocol_version: PROTOCOL_VERSION,
+                    network_id: self.network_id,
+                    sender: self.identity.id(),
+                    incarnation: self.incarnation,
+                    roster_epoch: self.roster.epoch(),
+                };
+                self.send(from, ack, out);
+                self.established(from, inbound, out);
+            }
+            Frame::HelloAck {
+                protocol_version,
+                network_id,
+                sender,
+                ..
+            } => {
+                if state != LinkState::AwaitingHelloAck {
+                    return self.violation(now, from, "unexpected HelloAck", out);
+                }
+                if let Err(r) = check_hello(
+                    &self.network_id,
+                    &from,
+                    protocol_version,
+                    &network_id,
+                    &sender,
+                ) {
+                    bump(&mut self.counters.refused_hello);
+                    return self.refuse(now, from, r, out);
+                }
+                self.established(from, inbound, out);
+            }
+            Frame::Goodbye { reason } => {
+                bump(&mut self.counters.goodbyes_received);
+                self.peers.close(&from, now);
+                out.push(Output::Disconnect {
+                    peer: from,
+                    reason: format!("peer said goodbye: {reason}"),
+                });
+                out.push(Output::Event(Event::Goodbye { peer: from, reason }));
+            }
+            _ if state != LinkState::Established => {
+                self.violation(now, from, "gossip before the handshake", out)
+            }
+            Frame::Syn { digest } => {
+                let roster = &self.roster;
+                let open = self.config.open;
+                let reply = answer_syn(
+                    &self.table,
+                    &digest,
+                    |id| open || roster.member(id).is_some(),
+                    self.config.max_gossip_bytes,
+                    &mut self.rng,
+                );
+                if !reply.is_empty() {
+                    let frame = Frame::SynAck {
+                        records: reply.records,
+                        want: reply.want,
+                    };
+                    self.send(from, frame, out);
+                }
+            }
+            Frame::SynAck { records, want } => {
+                self.apply_records(now, from, records, false, out);
+                if !want.is_empty() {
+                    let records = answer_want(
+                        &self.table,
+                        &want,
+                        self.config.max_gossip_bytes,
+                        &mut self.rng,
+                    );
+                    if !records.is_empty() {
+                        self.send(from, Frame::Ack { records }, out);
+                    }
+                }
+            }
+            Frame::Ack { records } => self.apply_records(now, from, records, false, out),
+            Frame::Records { records } => self.apply_records(now, from, records, true, out),
+            Frame::Leave { record } => {
+                if record.id() != from || !record.record.left {
+                    return self.violation(now, from, "Leave for another cluster", out);
+                }
+                self.peers.close(&from, now);
+                self.apply_records(now, from, vec![record], true, out);
+            }
+        }
+    }
+
+    /// Verifies and stores `records`; with `relay`, pushes the fresh ones
+    /// on to `fanout` other peers (each node relays a given piece of news once).
+    fn apply_records(
+        &mut self,
+        now: Millis,
+        from: ClusterId,
+        records: Vec<SignedRecord>,
+        relay: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let mut fresh = Vec::new();
+        let mut fresh_bytes = 0usize;
+        for rec in records {
+            let id = rec.id();
+            if self.accept(now, rec, out) && relay {
+                if let Some(e) = self.table.gossipable(&id) {
+                    let next = fresh_bytes.saturating_add(e.wire_len());
+                    if next <= self.config.max_gossip_bytes {
+                        fresh_bytes = next;
+                        fresh.push(e.record().clone());
+                    }
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let live = self.peers.live();
+        let targets = choose_peers(&live, self.config.fanout, Some(&from), &mut self.rng);
+        for to in targets {
+            self.send(
+                to,
+                Frame::Records {
+                    records: fresh.clone(),
+                },
+                out,
+            );
+        }
+    }
+
+    /// Verifies one record and stores it if newer; true if it was fresh news.
+    fn accept(&mut self, now: Millis, rec: SignedRecord, out: &mut Vec<Output>) -> bool {
+        let id = rec.id();
+        if id == self.identity.id() {
+            self.own_echo(now, rec, out);
+            return false;
+        }
+        if !self.table.is_newer(&id, rec.version()) {
+            bump(&mut self.counters.records_stale);
+            return false;
+        }
+        let key = match self.roster.key(&id) {
+            Some(k) => *k,
+            None if self.config.open => match id.verifying_key() {
+                Ok(k) => k,
+                Err(_) => {
+                    bump(&mut self.counters.records_invalid);
+                    return false;
+                }
+            },
+            None => {
+                bump(&mut self.counters.records_not_member);
+                return false;
+            }
+        };
+        if self.table.get(&id).is_none() && self.table.len() >= self.config.max_members {
+            bump(&mut self.counters.records_table_full);
+            return false;
+        }
+        match rec.verify(&self.network_id, &key, Some(&self.sigcache)) {
+            Ok(Verified::Cached) => bump(&mut self.counters.signature_cache_hits),
+            Ok(Verified::Checked) => bump(&mut self.counters.signatures_verified),
+            Err(RecordError::BadSignature(_)) => {
+                bump(&mut self.counters.records_bad_signature);
+                return false;
+            }
+            Err(_) => {
+                bump(&mut self.counters.records_invalid);
+                return false;
+            }
+        }
+        bump(&mut self.counters.records_applied);
+        let left = rec.record.left;
+        let applied = self.table.apply(rec, now);
+        if left {
+            self.peers.close(&id, now);
+        }
+        if let Some(ev) = applied.event {
+            out.push(Output::Event(ev));
+        }
+        applied.fresh
+    }
+
+    // ----- queries -------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> ClusterId {
+        self.identity.id()
+    }
+
+    /// The federation's id.
+    pub fn network_id(&self) -> NetworkId {
+        self.network_id
+    }
+
+    /// The roster in use.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MembershipConfig {
+        &self.config
+    }
+
+    /// The incarnation in use.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// This node's current signed record.
+    pub fn own_record(&self) -> &SignedRecord {
+        self.own()
+    }
+
+    /// True once [`Command::Leave`] was handled.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// Counters of frames, refusals and records.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The member table (read-only), e.g. to build the link graph.
+    pub fn table(&self) -> &MemberTable {
+        &self.table
+    }
+
+    /// The state of `id` (`None` if unknown).
+    pub fn member_state(&self, id: &ClusterId) -> Option<MemberState> {
+        self.table.get(id).map(|e| e.state())
+    }
+
+    /// The version held for `id`.
+    pub fn member_version(&self, id: &ClusterId) -> Option<Version> {
+        self.table.get(id).map(|e| e.version())
+    }
+
+    /// Status of one member at `now` (for phi).
+    pub fn member(&self, id: &ClusterId, now: Millis) -> Option<MemberStatus> {
+        let e = self.table.get(id)?;
+        let r = &e.record().record;
+        let local = *id == self.identity.id();
+        let member = self.roster.member(id);
+        Some(MemberStatus {
+            id: *id,
+            name: member.map(|m| m.name.clone()),
+            local,
+            observer: member.is_none_or(|m| m.weight == 0),
+            state: e.state(),
+            since: e.liveness().since(),
+            addrs: r.addrs.clone(),
+            incarnation: r.incarnation,
+            heartbeat: r.heartbeat,
+            roster_epoch: r.roster_epoch,
+            rtt: self.peers.link(id).filter(|l| l.is_live()).map(|l| l.rtt),
+            links: r.links.len(),
+            phi: if local {
+                0
+            } else {
+                e.liveness().phi(now, &self.config)
+            },
+            queues: r.queues.clone(),
+        })
+    }
+
+    /// Status of every known member (this node included), in id order.
+    pub fn members(&self, now: Millis) -> Vec<MemberStatus> {
+        self.table
+            .iter()
+            .filter_map(|(id, _)| self.member(id, now))
+            .collect()
+    }
+
+    /// Every connection, in id order.
+    pub fn links(&self) -> Vec<LinkStatus> {
+        self.peers
+            .links()
+            .map(|(id, l)| LinkStatus {
+                peer: *id,
+                name: self.roster.member(id).map(|m| m.name.clone()),
+                addr: l.addr,
+                rtt: l.rtt,
+                inbound: l.inbound,
+                state: l.state,
+                since: l.since,
+                closing: l.closing.is_some(),
+            })
+            .collect()
+    }
+
+    /// Peers with an established, open link, in id order.
+    pub fn live_peers(&self) -> Vec<ClusterId> {
+        self.peers.live()
+    }
+}
+
+/// True if the link set changed, or an RTT moved by more than
+/// [`RTT_REPUBLISH_PERCENT`] and [`RTT_REPUBLISH_MIN_MICROS`].
+fn links_changed(published: &[LinkInfo], current: &[LinkInfo]) -> bool {
+    if published.len() != current.len() {
+        return true;
+    }
+    published.iter().zip(current).any(|(a, b)| {
+        if a.peer != b.peer {
+            return true;
+        }
+        let (x, y) = (u64::from(a.rtt_micros), u64::from(b.rtt_micros));
+        let diff = x.abs_diff(y);
+        diff > RTT_REPUBLISH_MIN_MICROS && diff * 100 > x * RTT_REPUBLISH_PERCENT
+    })
+}

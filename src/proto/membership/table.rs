@@ -1,0 +1,352 @@
+//! The member table: the latest verified record of every known cluster
+//! (including this node's own), with its liveness. Dead members stay as
+//! tombstones until the TTL: they are never gossiped, and only a strictly
+//! newer version (a later heartbeat, proof the owner outlived our verdict,
+//! or a new incarnation) brings them back, so a stale copy relayed by a
+//! laggard cannot resurrect them.
+//!
+//! Iteration is in id order (a `BTreeMap`), so every decision built on it is
+//! reproducible from the RNG seed.
+
+use std::collections::BTreeMap;
+
+use super::config::MembershipConfig;
+use super::event::Event;
+use super::failure::{Liveness, MemberState, Transition};
+use super::record::{SignedRecord, Version};
+use crate::proto::identity::ClusterId;
+use crate::proto::time::Millis;
+use crate::proto::wire::DigestEntry;
+
+/// One known cluster.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    record: SignedRecord,
+    wire_len: usize,
+    liveness: Liveness,
+    first_seen: Millis,
+}
+
+impl Entry {
+    /// The latest verified record.
+    pub fn record(&self) -> &SignedRecord {
+        &self.record
+    }
+
+    /// Its version.
+    pub fn version(&self) -> Version {
+        self.record.version()
+    }
+
+    /// The member's state.
+    pub fn state(&self) -> MemberState {
+        self.liveness.state()
+    }
+
+    /// The failure-detection state.
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
+    /// Upper bound of the record's size in a frame.
+    pub fn wire_len(&self) -> usize {
+        self.wire_len
+    }
+
+    /// When this cluster was first learned (or came back).
+    pub fn first_seen(&self) -> Millis {
+        self.first_seen
+    }
+}
+
+/// What applying a newer record changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The record is news beyond a heartbeat (new member, new incarnation,
+    /// revival, departure or changed content): worth an eager push.
+    pub fresh: bool,
+    /// The event to report, if any.
+    pub event: Option<Event>,
+}
+
+/// Every known cluster by id, and this node's own entry.
+#[derive(Debug, Clone)]
+pub struct MemberTable {
+    local: ClusterId,
+    window: usize,
+    own: Entry,
+    entries: BTreeMap<ClusterId, Entry>,
+}
+
+impl MemberTable {
+    /// A table holding only this node's own record.
+    pub fn new(own: SignedRecord, now: Millis, window: usize) -> Self {
+        let local = own.id();
+        let own = Entry {
+            wire_len: own.record.wire_len_bound(),
+            record: own,
+            liveness: Liveness::alive(now, window),
+            first_seen: now,
+        };
+        MemberTable {
+            local,
+            window,
+            own,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// This node's id.
+    pub fn local(&self) -> ClusterId {
+        self.local
+    }
+
+    /// This node's own record.
+    pub fn own(&self) -> &SignedRecord {
+        &self.own.record
+    }
+
+    /// Replaces this node's own record.
+    pub fn set_own(&mut self, own: SignedRecord) {
+        self.own.wire_len = own.record.wire_len_bound();
+        self.own.record = own;
+    }
+
+    /// The entry of `id` (this node's own included).
+    pub fn get(&self, id: &ClusterId) -> Option<&Entry> {
+        if *id == self.local {
+            Some(&self.own)
+        } else {
+            self.entries.get(id)
+        }
+    }
+
+    /// Number of entries, tombstones and this node included.
+    pub fn len(&self) -> usize {
+        self.entries.len() + 1
+    }
+
+    /// Never true: the table always holds this node.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// This node's entry, then every other in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&ClusterId, &Entry)> {
+        std::iter::once((&self.local, &self.own)).chain(self.entries.iter())
+    }
+
+    /// True if `version` of `id` is newer than anything we hold for it
+    /// (tombstones included), i.e. worth verifying.
+    pub fn is_newer(&self, id: &ClusterId, version: Version) -> bool {
+        self.get(id).is_none_or(|e| version > e.version())
+    }
+
+    /// The entry of `id` if it may be gossiped (anything but a tombstone).
+    pub fn gossipable(&self, id: &ClusterId) -> Option<&Entry> {
+        self.get(id).filter(|e| e.state() != MemberState::Dead)
+    }
+
+    /// The digest of every gossipable record.
+    pub fn digest(&self) -> Vec<DigestEntry> {
+        self.iter()
+            .filter(|(_, e)| e.state() != MemberState::Dead)
+            .map(|(id, e)| DigestEntry {
+                id: *id,
+                version: e.version(),
+            })
+            .collect()
+    }
+
+    /// Stores a verified record that [`Self::is_newer`] accepted.
+    pub fn apply(&mut self, rec: SignedRecord, now: Millis) -> Applied {
+        let id = rec.id();
+        let none = Applied {
+            fresh: false,
+            event: None,
+        };
+        if id == self.local {
+            return none;
+        }
+        let incarnation = rec.record.incarnation;
+        let left = rec.record.left;
+        let wire_len = rec.record.wire_len_bound();
+        let Some(e) = self.entries.get_mut(&id) else {
+            let (liveness, event) = if left {
+                // A departure of a cluster we never knew: keep it so that
+                // stale copies of its older records are recognised as such.
+                (Liveness::left(now, self.window), None)
+            } else {
+                (
+                    Liveness::alive(now, self.window),
+                    Some(Event::MemberUp { id, incarnation }),
+                )
+            };
+            self.entries.insert(
+                id,
+                Entry {
+                    record: rec,
+                    wire_len,
+                    liveness,
+                    first_seen: now,
+                },
+            );
+            return Applied { fresh: true, event };
+        };
+        if rec.version() <= e.version() {
+            return none;
+        }
+        let prev = e.state();
+        let gone = matches!(prev, MemberState::Dead | MemberState::Left);
+        let fresh = gone || !e.record.record.same_content(&rec.record);
+        let event = if left {
+            e.liveness = Liveness::left(now, self.window);
+            (prev != MemberState::Left).then_some(Event::MemberLeft { id })
+        } else if gone || incarnation != e.record.record.incarnation {
+            e.liveness = Liveness::alive(now, self.window);
+            e.first_seen = now;
+            Some(Event::MemberUp { id, incarnation })
+        } else {
+            match e.liveness.heartbeat(now) {
+                Some(Transition::Recovered) => Some(Event::MemberRecovered { id }),
+                _ => None,
+            }
+        };
+        e.record = rec;
+        e.wire_len = wire_len;
+        Applied { fresh, event }
+    }
+
+    /// Our direct connection to `id` dropped unexpectedly.
+    pub fn link_lost(&mut self, id: &ClusterId) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.liveness.link_lost();
+        }
+    }
+
+    /// Runs failure detection at `now`; pushes events, and the ids declared
+    /// dead to `died`.
+    pub fn check(
+        &mut self,
+        now: Millis,
+        cfg: &MembershipConfig,
+        events: &mut Vec<Event>,
+        died: &mut Vec<ClusterId>,
+    ) {
+        for (id, e) in self.entries.iter_mut() {
+            match e.liveness.check(now, cfg) {
+                Some(Transition::Suspected) => events.push(Event::MemberSuspect { id: *id }),
+                Some(Transition::Recovered) => events.push(Event::MemberRecovered { id: *id }),
+                Some(Transition::Died) => {
+                    events.push(Event::MemberDead {
+                        id: *id,
+                        incarnation: e.record.record.incarnation,
+                    });
+                    died.push(*id);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Forgets dead and departed members whose state is older than `ttl`.
+    pub fn expire(&mut self, now: Millis, ttl: std::time::Duration, events: &mut Vec<Event>) {
+        self.entries.retain(|id, e| {
+            let gone = matches!(e.state(), MemberState::Dead | MemberState::Left);
+            let keep = !gone || now.since(e.liveness.since()) < ttl;
+            if !keep {
+                events.push(Event::MemberRemoved { id: *id });
+            }
+            keep
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::bytes32::NetworkId;
+    use crate::proto::identity::Identity;
+    use crate::proto::membership::record::NodeRecord;
+    use std::time::Duration;
+
+    fn rec(who: &Identity, incarnation: u64, heartbeat: u64, left: bool) -> SignedRecord {
+        let record = NodeRecord {
+            id: who.id(),
+            incarnation,
+            heartbeat,
+            roster_epoch: 0,
+            left,
+            addrs: vec![],
+            links: vec![],
+            queues: vec![],
+        };
+        SignedRecord::sign(record, who, &NetworkId([1; 32])).unwrap()
+    }
+
+    #[test]
+    fn tombstones_block_stale_records_but_not_newer_ones() {
+        let cfg = MembershipConfig::default();
+        let me = Identity::from_seed([1; 32]);
+        let other = Identity::from_seed([2; 32]);
+        let mut t = MemberTable::new(rec(&me, 1, 1, false), Millis(0), cfg.phi_window);
+        let a = t.apply(rec(&other, 1, 5, false), Millis(0));
+        assert!(a.fresh);
+        assert!(matches!(a.event, Some(Event::MemberUp { .. })));
+        // Heartbeat only: not fresh, no event.
+        assert!(t.is_newer(&other.id(), rec(&other, 1, 6, false).version()));
+        let a = t.apply(rec(&other, 1, 6, false), Millis(1000));
+        assert_eq!(
+            a,
+            Applied {
+                fresh: false,
+                event: None
+            }
+        );
+        // Silence: suspect, then dead.
+        let (mut ev, mut died) = (vec![], vec![]);
+        for s in 2..=20 {
+            t.check(Millis(s * 1000), &cfg, &mut ev, &mut died);
+        }
+        assert_eq!(died, vec![other.id()]);
+        assert_eq!(t.get(&other.id()).unwrap().state(), MemberState::Dead);
+        assert!(t.digest().iter().all(|d| d.id != other.id()));
+        // A stale or equal copy is not newer; a later heartbeat revives.
+        assert!(!t.is_newer(&other.id(), rec(&other, 1, 6, false).version()));
+        let a = t.apply(rec(&other, 1, 7, false), Millis(21_000));
+        assert!(a.fresh);
+        assert!(matches!(a.event, Some(Event::MemberUp { .. })));
+        assert_eq!(t.get(&other.id()).unwrap().state(), MemberState::Alive);
+    }
+
+    #[test]
+    fn departures_restarts_and_expiry() {
+        let cfg = MembershipConfig::default();
+        let me = Identity::from_seed([1; 32]);
+        let other = Identity::from_seed([2; 32]);
+        let mut t = MemberTable::new(rec(&me, 1, 1, false), Millis(0), cfg.phi_window);
+        t.apply(rec(&other, 1, 5, false), Millis(0));
+        let a = t.apply(rec(&other, 2, 0, false), Millis(10));
+        assert_eq!(
+            a.event,
+            Some(Event::MemberUp {
+                id: other.id(),
+                incarnation: 2
+            })
+        );
+        let a = t.apply(rec(&other, 2, 1, true), Millis(20));
+        assert_eq!(a.event, Some(Event::MemberLeft { id: other.id() }));
+        assert!(a.fresh);
+        assert_eq!(t.digest().len(), 2, "departures are still gossiped");
+        let mut ev = vec![];
+        t.expire(Millis(20) + Duration::from_secs(59), cfg.dead_ttl, &mut ev);
+        assert!(ev.is_empty());
+        t.expire(Millis(20) + cfg.dead_ttl, cfg.dead_ttl, &mut ev);
+        assert_eq!(ev, vec![Event::MemberRemoved { id: other.id() }]);
+        assert_eq!(t.len(), 1);
+        // Our own id is never overwritten through gossip.
+        let a = t.apply(rec(&me, 9, 9, false), Millis(30));
+        assert!(!a.fresh);
+        assert_eq!(t.get(&me.id()).unwrap().version().incarnation, 1);
+    }
+}

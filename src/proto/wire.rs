@@ -1,0 +1,438 @@
+//! Frames exchanged between two connected clusters. The net layer encodes a
+//! [`Frame`] with postcard behind a `u32` big-endian length, and refuses any
+//! length above [`MAX_FRAME_LEN`] before allocating. A decoded frame is still
+//! untrusted: the core checks every vector against the bounds below
+//! ([`Frame::check_bounds`]) and every record against its own bounds and
+//! signature before anything is stored.
+//!
+//! Compatibility rule: `Hello` is variant 0 and its first field is the
+//! protocol version, so a node of any version can read at least that much
+//! and refuse a peer with a clear reason.
+//!
+//! Signed content is never postcard bytes: records carry their fields and
+//! the verifier rebuilds the canonical sign bytes (see
+//! [`crate::proto::membership::record`]).
+
+use crate::proto::bytes32::NetworkId;
+use crate::proto::identity::ClusterId;
+use crate::proto::membership::record::{SignedRecord, Version};
+
+/// The membership protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The largest encoded frame a node sends or accepts (1 MiB).
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// Most entries in one digest.
+pub const MAX_DIGEST_ENTRIES: usize = 8192;
+/// Most records in one frame (frames are also kept under a byte budget).
+pub const MAX_RECORDS_PER_FRAME: usize = 8192;
+/// Most ids one `SynAck` may request.
+pub const MAX_WANT: usize = MAX_DIGEST_ENTRIES;
+/// Longest `Goodbye` reason, in bytes; longer reasons are cut when sent.
+pub const MAX_REASON_LEN: usize = 512;
+
+/// A 64-byte ed25519 signature, serialised as a byte string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sig64(pub [u8; 64]);
+
+impl std::fmt::Debug for Sig64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sig64({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+impl serde::Serialize for Sig64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sig64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Sig64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Sig64, E> {
+                <[u8; 64]>::try_from(v)
+                    .map(Sig64)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Sig64, A::Error> {
+                let mut out = [0u8; 64];
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(65, &self));
+                }
+                Ok(Sig64(out))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// One line of a gossip digest: "I hold this version of this cluster's record".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DigestEntry {
+    /// The record's owner.
+    pub id: ClusterId,
+    /// The version held.
+    pub version: Version,
+}
+
+/// Everything two clusters say to each other about membership.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Frame {
+    /// The first frame of the dialing side.
+    Hello {
+        /// Must equal [`PROTOCOL_VERSION`].
+        protocol_version: u16,
+        /// The federation the sender belongs to.
+        network_id: NetworkId,
+        /// The sender (must match the id the transport authenticated).
+        sender: ClusterId,
+        /// The sender's current incarnation.
+        incarnation: u64,
+        /// The roster epoch the sender holds.
+        roster_epoch: u64,
+    },
+    /// The accepting side's answer to a valid `Hello`.
+    HelloAck {
+        /// Must equal [`PROTOCOL_VERSION`].
+        protocol_version: u16,
+        /// The federation the sender belongs to.
+        network_id: NetworkId,
+        /// The sender (must match the id the transport authenticated).
+        sender: ClusterId,
+        /// The sender's current incarnation.
+        incarnation: u64,
+        /// The roster epoch the sender holds.
+        roster_epoch: u64,
+    },
+    /// The sender is closing the connection (refusal, pruning, departure).
+    Goodbye {
+        /// Why, for the operator (at most [`MAX_REASON_LEN`] bytes).
+        reason: String,
+    },
+    /// Anti-entropy opening: the sender's digest.
+    Syn {
+        /// Every record the sender holds, by version.
+        digest: Vec<DigestEntry>,
+    },
+    /// Answer to `Syn`: what the digest's sender lacks, and what we want.
+    SynAck {
+        /// Records newer than (or absent from) the digest.
+        records: Vec<SignedRecord>,
+        /// Clusters whose record in the digest is newer than ours.
+        want: Vec<ClusterId>,
+    },
+    /// Answer to `SynAck`: the records it asked for.
+    Ack {
+        /// The wanted records.
+        records: Vec<SignedRecord>,
+    },
+    /// Eager push of fresh records (a new heartbeat, a new member, a change).
+    Records {
+        /// The records.
+        records: Vec<SignedRecord>,
+    },
+    /// Graceful departure: the sender's final record, with `left` set.
+    Leave {
+        /// The leaving cluster's signed final record.
+        record: SignedRecord,
+    },
+}
+
+/// The kinds of [`Frame`], for counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FrameKind {
+    /// [`Frame::Hello`].
+    Hello,
+    /// [`Frame::HelloAck`].
+    HelloAck,
+    /// [`Frame::Goodbye`].
+    Goodbye,
+    /// [`Frame::Syn`].
+    Syn,
+    /// [`Frame::SynAck`].
+    SynAck,
+    /// [`Frame::Ack`].
+    Ack,
+    /// [`Frame::Records`].
+    Records,
+    /// [`Frame::Leave`].
+    Leave,
+}
+
+impl FrameKind {
+    /// Number of kinds.
+    pub const COUNT: usize = 8;
+    /// Every kind, in declaration order.
+    pub const ALL: [FrameKind; FrameKind::COUNT] = [
+        FrameKind::Hello,
+        FrameKind::HelloAck,
+        FrameKind::Goodbye,
+        FrameKind::Syn,
+        FrameKind::SynAck,
+        FrameKind::Ack,
+        FrameKind::Records,
+        FrameKind::Leave,
+    ];
+
+    /// A stable lowercase name (metrics labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameKind::Hello => "hello",
+            FrameKind::HelloAck => "hello_ack",
+            FrameKind::Goodbye => "goodbye",
+            FrameKind::Syn => "syn",
+            FrameKind::SynAck => "syn_ack",
+            FrameKind::Ack => "ack",
+            FrameKind::Records => "records",
+            FrameKind::Leave => "leave",
+        }
+    }
+
+    /// Position in [`FrameKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a frame is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The encoded frame is longer than [`MAX_FRAME_LEN`].
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLong {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A vector holds more elements than its bound.
+    #[error("{field} holds {len} entries, at most {max} are allowed")]
+    TooMany {
+        /// Which vector.
+        field: &'static str,
+        /// How many it holds.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The bytes are not a postcard-encoded frame.
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+    /// The frame could not be encoded (a bug: frames are plain data).
+    #[error("unencodable frame: {0}")]
+    Encode(String),
+}
+
+fn bound(field: &'static str, len: usize, max: usize) -> Result<(), FrameError> {
+    if len > max {
+        Err(FrameError::TooMany { field, len, max })
+    } else {
+        Ok(())
+    }
+}
+
+impl Frame {
+    /// This frame's kind.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Hello { .. } => FrameKind::Hello,
+            Frame::HelloAck { .. } => FrameKind::HelloAck,
+            Frame::Goodbye { .. } => FrameKind::Goodbye,
+            Frame::Syn { .. } => FrameKind::Syn,
+            Frame::SynAck { .. } => FrameKind::SynAck,
+            Frame::Ack { .. } => FrameKind::Ack,
+            Frame::Records { .. } => FrameKind::Records,
+            Frame::Leave { .. } => FrameKind::Leave,
+        }
+    }
+
+    /// Checks every vector of the frame against its bound. Records are
+    /// checked one by one later ([`crate::proto::membership::record::NodeRecord::validate`]).
+    pub fn check_bounds(&self) -> Result<(), FrameError> {
+        match self {
+            Frame::Hello { .. } | Frame::HelloAck { .. } | Frame::Leave { .. } => Ok(()),
+            Frame::Goodbye { reason } => bound("goodbye reason", reason.len(), MAX_REASON_LEN),
+            Frame::Syn { digest } => bound("digest", digest.len(), MAX_DIGEST_ENTRIES),
+            Frame::SynAck { records, want } => {
+                bound("records", records.len(), MAX_RECORDS_PER_FRAME)?;
+                bound("want", want.len(), MAX_WANT)
+            }
+            Frame::Ack { records } | Frame::Records { records } => {
+                bound("records", records.len(), MAX_RECORDS_PER_FRAME)
+            }
+        }
+    }
+
+    /// A `Goodbye` whose reason is cut to [`MAX_REASON_LEN`] bytes on a
+    /// character boundary.
+    pub fn goodbye(reason: &str) -> Frame {
+        let mut end = reason.len().min(MAX_REASON_LEN);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Frame::Goodbye {
+            reason: reason[..end].to_owned(),
+        }
+    }
+}
+
+/// The postcard encoding of `frame` (without the length prefix), refused if
+/// longer than [`MAX_FRAME_LEN`].
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
+    let bytes = postcard::to_stdvec(frame).map_err(|e| FrameError::Encode(e.to_string()))?;
+    if bytes.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLong {
+            len: bytes.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The encoded size of `frame` without building it (length prefix excluded).
+pub fn encoded_len(frame: &Frame) -> Result<usize, FrameError> {
+    postcard::experimental::serialized_size(frame).map_err(|e| FrameError::Encode(e.to_string()))
+}
+
+/// Decodes one frame from exactly `bytes` (without the length prefix),
+/// refusing oversized input, trailing bytes and out-of-bounds vectors.
+pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
+    if bytes.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLong {
+            len: bytes.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let (frame, rest): (Frame, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|e| FrameError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Decode(format!(
+            "{} trailing bytes after the frame",
+            rest.len()
+        )));
+    }
+    frame.check_bounds()?;
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::identity::Identity;
+    use crate::proto::membership::record::NodeRecord;
+
+    fn signed() -> SignedRecord {
+        let me = Identity::from_seed([1; 32]);
+        let record = NodeRecord {
+            id: me.id(),
+            incarnation: 1,
+            heartbeat: 2,
+            roster_epoch: 0,
+            left: false,
+            addrs: vec!["10.0.0.1:7000".parse().unwrap()],
+            links: vec![],
+            queues: vec![],
+        };
+        SignedRecord::sign(record, &me, &NetworkId([1; 32])).unwrap()
+    }
+
+    #[test]
+    fn frames_round_trip_and_hello_is_variant_zero() {
+        let hello = Frame::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            network_id: NetworkId([3; 32]),
+            sender: ClusterId([4; 32]),
+            incarnation: 9,
+            roster_epoch: 0,
+        };
+        let bytes = encode(&hello).unwrap();
+        assert_eq!(bytes[0], 0, "Hello must stay variant 0");
+        assert_eq!(bytes[1], PROTOCOL_VERSION as u8, "then the version");
+        assert_eq!(decode(&bytes).unwrap(), hello);
+        assert_eq!(encoded_len(&hello).unwrap(), bytes.len());
+        let frames = [
+            Frame::goodbye("bye"),
+            Frame::Syn {
+                digest: vec![DigestEntry {
+                    id: ClusterId([5; 32]),
+                    version: Version {
+                        incarnation: 1,
+                        heartbeat: 300,
+                    },
+                }],
+            },
+            Frame::SynAck {
+                records: vec![signed()],
+                want: vec![ClusterId([6; 32])],
+            },
+            Frame::Ack {
+                records: vec![signed()],
+            },
+            Frame::Records { records: vec![] },
+            Frame::Leave { record: signed() },
+        ];
+        for f in frames {
+            assert_eq!(decode(&encode(&f).unwrap()).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn garbage_and_oversized_input_is_an_error_not_a_panic() {
+        assert!(matches!(decode(&[0xff; 40]), Err(FrameError::Decode(_))));
+        assert!(matches!(decode(&[]), Err(FrameError::Decode(_))));
+        let mut bytes = encode(&Frame::goodbye("x")).unwrap();
+        bytes.push(0);
+        assert!(matches!(decode(&bytes), Err(FrameError::Decode(_))));
+        assert!(matches!(
+            decode(&vec![0u8; MAX_FRAME_LEN + 1]),
+            Err(FrameError::TooLong { .. })
+        ));
+        // A Syn claiming a huge digest length but carrying no entries.
+        let forged = [3u8, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(decode(&forged).is_err());
+        let big = Frame::Syn {
+            digest: vec![
+                DigestEntry {
+                    id: ClusterId([0; 32]),
+                    version: Version::default(),
+                };
+                MAX_DIGEST_ENTRIES + 1
+            ],
+        };
+        assert!(matches!(
+            big.check_bounds(),
+            Err(FrameError::TooMany {
+                field: "digest",
+                ..
+            })
+        ));
+        assert!(decode(&encode(&big).unwrap()).is_err());
+        // Truncated record signature.
+        let mut leave = encode(&Frame::Leave { record: signed() }).unwrap();
+        leave.truncate(leave.len() - 1);
+        assert!(decode(&leave).is_err());
+    }
+
+    #[test]
+    fn goodbye_reasons_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_REASON_LEN);
+        let Frame::Goodbye { reason } = Frame::goodbye(&long) else {
+            unreachable!()
+        };
+        assert!(reason.len() <= MAX_REASON_LEN);
+        assert!(Frame::goodbye(&long).check_bounds().is_ok());
+    }
+}
