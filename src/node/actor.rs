@@ -62,6 +62,18 @@ pub struct Actor {
     pub(crate) closing: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// An error with its causes, for log lines that must say why.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// How long a closing link may take to deliver what was queued before it
 /// (goodbyes, the leave announcement).
 const FLUSH_BEFORE_CLOSE: Duration = Duration::from_secs(1);
@@ -175,7 +187,7 @@ impl Actor {
                 expected,
                 result: Err(e),
             } => {
-                tracing::debug!(%addr, error = %e, "dial failed");
+                tracing::warn!(%addr, error = %chain(&e), "dial failed");
                 self.input(Input::ConnectFailed {
                     addr,
                     expected,
@@ -189,7 +201,7 @@ impl Actor {
         let link = match result {
             Ok(link) => link,
             Err(e) => {
-                tracing::info!(error = %e, "inbound connection refused");
+                tracing::warn!(error = %chain(&e), "inbound connection refused");
                 return;
             }
         };
