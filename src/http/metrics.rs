@@ -22,6 +22,9 @@ pub const LINKS: &str = "fedmesh_links";
 /// Gauge: smoothed RTT of each link in seconds; label [`LABEL_PEER`] (the
 /// peer's short cluster id).
 pub const LINK_RTT_SECONDS: &str = "fedmesh_link_rtt_seconds";
+/// Gauge: UDP bytes sent and received on the current links (QUIC overhead
+/// included); label [`LABEL_DIRECTION`]. Links that closed drop out of it.
+pub const UDP_BYTES: &str = "fedmesh_udp_bytes";
 /// Counter: frames sent and received; labels [`LABEL_DIRECTION`]
 /// ([`DIRECTION_IN`], [`DIRECTION_OUT`]) and [`LABEL_TYPE`] (the frame kind).
 pub const FRAMES_TOTAL: &str = "fedmesh_frames_total";
@@ -135,6 +138,11 @@ fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(MEMBERS, Unit::Count, "Known members by state.");
     describe_gauge!(LINKS, Unit::Count, "Live links to other clusters.");
+    describe_gauge!(
+        UDP_BYTES,
+        Unit::Bytes,
+        "UDP bytes on the current links, QUIC overhead included."
+    );
     describe_gauge!(
         LINK_RTT_SECONDS,
         Unit::Seconds,

@@ -335,6 +335,13 @@ impl Link {
         self.close(reason);
     }
 
+    /// UDP bytes sent and received on this connection so far, QUIC
+    /// headers, acknowledgements and keep-alives included.
+    pub fn udp_bytes(&self) -> (u64, u64) {
+        let s = self.shared.conn.stats();
+        (s.udp_tx.bytes, s.udp_rx.bytes)
+    }
+
     /// Whether the connection is closed (for any reason).
     pub fn is_closed(&self) -> bool {
         self.shared.conn.close_reason().is_some()

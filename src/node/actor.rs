@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::http::StatusSnapshot;
-use crate::http::metrics::{DIRECTION_IN, DIRECTION_OUT, FRAMES_TOTAL, MALFORMED_FRAMES_TOTAL};
+use crate::http::metrics::{
+    DIRECTION_IN, DIRECTION_OUT, FRAMES_TOTAL, MALFORMED_FRAMES_TOTAL, UDP_BYTES,
+};
 use crate::net::{Link, LinkEvent, NetError, Priority, Transport};
 use crate::node::links::{Admit, Links};
 use crate::node::snapshot::{record_gauges, snapshot};
@@ -113,6 +115,15 @@ impl Actor {
     async fn on_tick(&mut self) {
         let samples: Vec<(ClusterId, Duration)> =
             self.links.iter().map(|(p, e)| (*p, e.link.rtt())).collect();
+        let (tx, rx) = self
+            .links
+            .iter()
+            .map(|(_, e)| e.link.udp_bytes())
+            .fold((0u64, 0u64), |(a, b), (t, r)| {
+                (a.saturating_add(t), b.saturating_add(r))
+            });
+        metrics::gauge!(UDP_BYTES, "direction" => DIRECTION_OUT).set(tx as f64);
+        metrics::gauge!(UDP_BYTES, "direction" => DIRECTION_IN).set(rx as f64);
         for (peer, rtt) in samples {
             self.input(Input::Rtt { peer, rtt }).await;
         }

@@ -120,7 +120,6 @@ impl Node {
         let m = &config.membership;
         let membership = CoreMembershipConfig {
             gossip_interval: m.gossip_interval(),
-            heartbeat_interval: m.gossip_interval(),
             fanout: m.fanout,
             // Validated to be a whole number in 1..=20.
             phi_threshold: m.phi_threshold as u32,
