@@ -34,15 +34,14 @@ use crate::proto::membership::config::{ConfigError, MembershipConfig};
 use crate::proto::membership::counters::{Counters, bump};
 use crate::proto::membership::event::Event;
 use crate::proto::membership::failure::MemberState;
+use crate::proto::membership::own::OwnRecord;
 use crate::proto::membership::peers::{LinkState, Peers, Refusal, admit, check_hello};
-use crate::proto::membership::record::{
-    LinkInfo, MAX_LINKS, NodeRecord, RecordError, SignedRecord, Verified, Version,
-};
+use crate::proto::membership::record::{RecordError, SignedRecord, Verified, Version};
 use crate::proto::membership::sigcache::SigCache;
 use crate::proto::membership::status::{LinkStatus, MemberStatus};
 use crate::proto::membership::table::MemberTable;
 use crate::proto::roster::Roster;
-use crate::proto::time::{Millis, duration_micros, duration_ms};
+use crate::proto::time::{Millis, duration_ms};
 use crate::proto::wire::{Frame, PROTOCOL_VERSION};
 
 /// The core's timers.
@@ -189,30 +188,19 @@ pub enum CoreError {
     IncarnationExhausted,
 }
 
-/// RTT changes smaller than this fraction (in percent) of the published
-/// value are not worth a content change of the record.
-const RTT_REPUBLISH_PERCENT: u64 = 25;
-/// …nor changes smaller than this many microseconds.
-const RTT_REPUBLISH_MIN_MICROS: u64 = 1000;
-
 /// One node's membership protocol state machine.
 #[derive(Debug)]
 pub struct Core {
-    identity: Arc<Identity>,
+    own: OwnRecord,
     roster: Arc<Roster>,
     config: MembershipConfig,
     network_id: NetworkId,
-    listen_addrs: Vec<SocketAddr>,
-    incarnation: u64,
-    heartbeat: u64,
-    published_links: Vec<LinkInfo>,
     table: MemberTable,
     peers: Peers,
     sigcache: Arc<SigCache>,
     rng: StdRng,
     counters: Counters,
     started: bool,
-    left: bool,
     next_heartbeat: Millis,
     scratch_events: Vec<Event>,
 }
@@ -242,44 +230,29 @@ impl Core {
                 network: roster.network_name().to_owned(),
             });
         }
-        let listen_addrs: Vec<SocketAddr> = listen_addrs
-            .iter()
-            .map(|a| SocketAddr::new(a.ip(), a.port()))
-            .collect();
-        let incarnation = previous_incarnation
-            .checked_add(1)
-            .ok_or(CoreError::IncarnationExhausted)?;
         let network_id = roster.network_id();
-        let record = NodeRecord {
-            id,
-            incarnation,
-            heartbeat: 0,
-            roster_epoch: roster.epoch(),
-            left: false,
-            addrs: listen_addrs.clone(),
-            links: Vec::new(),
-            queues: Vec::new(),
-        };
-        let own = SignedRecord::sign(record, &identity, &network_id)?;
-        let table = MemberTable::new(own, Millis::ZERO, config.phi_window);
-        let peers = Peers::new(seeds, &listen_addrs);
+        let (own, signed) = OwnRecord::new(
+            identity,
+            network_id,
+            roster.epoch(),
+            listen_addrs,
+            previous_incarnation,
+        )
+        .ok_or(CoreError::IncarnationExhausted)??;
+        let table = MemberTable::new(signed, Millis::ZERO, config.phi_window);
+        let peers = Peers::new(seeds, &table.own().record.addrs);
         let sigcache = Arc::new(SigCache::new(config.sig_cache_capacity));
         Ok(Core {
-            identity,
+            own,
             roster,
             config,
             network_id,
-            listen_addrs,
-            incarnation,
-            heartbeat: 0,
-            published_links: Vec::new(),
             table,
             peers,
             sigcache,
             rng: StdRng::seed_from_u64(rng_seed),
             counters: Counters::default(),
             started: false,
-            left: false,
             next_heartbeat: Millis::ZERO,
             scratch_events: Vec::new(),
         })
@@ -337,29 +310,57 @@ impl Core {
 
     fn start(&mut self, now: Millis, out: &mut Vec<Output>) {
         self.started = true;
-        out.push(Output::Persist(Persist::Incarnation(self.incarnation)));
-        out.push(Output::Event(Event::IncarnationChanged {
-            incarnation: self.incarnation,
-        }));
+        let incarnation = self.own.incarnation();
+        out.push(Output::Persist(Persist::Incarnation(incarnation)));
+        out.push(Output::Event(Event::IncarnationChanged { incarnation }));
         self.next_heartbeat = now;
         self.tick(now, out);
     }
 
+    /// One gossip round.
     fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
-        if self.left {
+        if self.own.has_left() {
             return;
         }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.heartbeat_interval;
-            self.heartbeat = self.heartbeat.saturating_add(1);
-            self.republish();
+            let links: Vec<(ClusterId, Duration)> = self
+                .peers
+                .links()
+                .filter(|(_, l)| l.is_live())
+                .map(|(id, l)| (*id, l.rtt))
+                .collect();
+            let signed = self.own.heartbeat(links);
+            self.set_own(signed);
             self.push_own(out);
         }
+        self.detect_failures(now, out);
+        self.gossip(out);
+        self.maintain_mesh(now, out);
+        let interval = duration_ms(self.config.gossip_interval);
+        let jitter = interval / 10;
+        let delay = interval
+            .saturating_sub(jitter)
+            .saturating_add(self.rng.gen_range(0..=jitter.saturating_mul(2)));
+        out.push(Output::SetTimer {
+            id: TimerId::Tick,
+            at: Millis(now.0.saturating_add(delay)),
+        });
+    }
 
+    /// Liveness transitions, tombstone expiry, and closing links to the dead.
+    fn detect_failures(&mut self, now: Millis, out: &mut Vec<Output>) {
         let mut died = Vec::new();
         let mut events = std::mem::take(&mut self.scratch_events);
         self.table.check(now, &self.config, &mut events, &mut died);
-        self.table.expire(now, self.config.dead_ttl, &mut events);
+        let forgotten = self.table.expire(now, self.config.dead_ttl, &mut events);
+        for (id, addr) in forgotten {
+            if let Some(addr) = addr {
+                let until = now + self.config.reconnect_ttl;
+                self.peers
+                    .remember(id, addr, until, self.config.max_members);
+            }
+        }
         out.extend(events.drain(..).map(Output::Event));
         self.scratch_events = events;
         for id in died {
@@ -367,26 +368,32 @@ impl Core {
                 self.close(now, id, &Refusal::Dead, out);
             }
         }
+    }
 
+    /// Sends our digest to `fanout` random live peers.
+    fn gossip(&mut self, out: &mut Vec<Output>) {
+        self.peers.refill_syn_budgets();
         let live = self.peers.live();
         let targets = choose_peers(&live, self.config.fanout, None, &mut self.rng);
-        if !targets.is_empty() {
-            let digest = self.table.digest();
-            for to in targets {
-                self.send(
-                    to,
-                    Frame::Syn {
-                        digest: digest.clone(),
-                    },
-                    out,
-                );
-            }
+        if targets.is_empty() {
+            return;
         }
+        let digest = self.table.digest();
+        for to in targets {
+            let frame = Frame::Syn {
+                digest: digest.clone(),
+            };
+            self.send(to, frame, out);
+        }
+    }
 
+    /// Timeouts, dials and pruning (see [`crate::proto::membership::peers`]).
+    fn maintain_mesh(&mut self, now: Millis, out: &mut Vec<Output>) {
         let expired = self.peers.expire(now, &self.config);
-        for _ in 0..expired.dials {
-            bump(&mut self.counters.dial_failures);
-        }
+        self.counters.dial_failures = self
+            .counters
+            .dial_failures
+            .saturating_add(expired.dials as u64);
         for id in expired.handshakes {
             bump(&mut self.counters.handshake_timeouts);
             self.close(now, id, &Refusal::HandshakeTimeout, out);
@@ -402,29 +409,14 @@ impl Core {
             bump(&mut self.counters.links_pruned);
             self.close(now, id, &Refusal::Pruned, out);
         }
-
-        let interval = duration_ms(self.config.gossip_interval);
-        let jitter = interval / 10;
-        let delay = interval - jitter + self.rng.gen_range(0..=2 * jitter);
-        out.push(Output::SetTimer {
-            id: TimerId::Tick,
-            at: Millis(now.0.saturating_add(delay)),
-        });
     }
 
     fn leave(&mut self, now: Millis, out: &mut Vec<Output>) {
-        if self.left {
+        if self.own.has_left() {
             return;
         }
-        self.left = true;
-        self.heartbeat = self.heartbeat.saturating_add(1);
-        let mut record = self.own().record.clone();
-        record.heartbeat = self.heartbeat;
-        record.left = true;
-        match SignedRecord::sign(record, &self.identity, &self.network_id) {
-            Ok(signed) => self.table.set_own(signed),
-            Err(e) => tracing::error!(error = %e, "cannot sign the departure record"),
-        }
+        let signed = self.own.leave();
+        self.set_own(signed);
         let own = self.own().clone();
         let peers: Vec<(ClusterId, bool)> = self
             .peers
@@ -457,41 +449,10 @@ impl Core {
         self.table.own()
     }
 
-    /// Re-signs our record with the current heartbeat, refreshing the links
-    /// when they changed enough to be news.
-    fn republish(&mut self) {
-        let mut current: Vec<(ClusterId, Duration)> = self
-            .peers
-            .links()
-            .filter(|(_, l)| l.is_live())
-            .map(|(id, l)| (*id, l.rtt))
-            .collect();
-        if current.len() > MAX_LINKS {
-            current.sort_by_key(|(id, rtt)| (*rtt, *id));
-            current.truncate(MAX_LINKS);
-            current.sort_by_key(|(id, _)| *id);
-        }
-        let links: Vec<LinkInfo> = current
-            .into_iter()
-            .map(|(peer, rtt)| LinkInfo {
-                peer,
-                rtt_micros: u32::try_from(duration_micros(rtt)).unwrap_or(u32::MAX),
-            })
-            .collect();
-        if links_changed(&self.published_links, &links) {
-            self.published_links = links;
-        }
-        let record = NodeRecord {
-            id: self.identity.id(),
-            incarnation: self.incarnation,
-            heartbeat: self.heartbeat,
-            roster_epoch: self.roster.epoch(),
-            left: self.left,
-            addrs: self.listen_addrs.clone(),
-            links: self.published_links.clone(),
-            queues: self.own().record.queues.clone(),
-        };
-        match SignedRecord::sign(record, &self.identity, &self.network_id) {
+    /// Stores a freshly signed own record (signing only fails on a bound
+    /// violation, which our own record never has; keep the old one then).
+    fn set_own(&mut self, signed: Result<SignedRecord, RecordError>) {
+        match signed {
             Ok(signed) => self.table.set_own(signed),
             Err(e) => tracing::error!(error = %e, "cannot sign our own record"),
         }
@@ -519,26 +480,25 @@ impl Core {
     /// as ours and not ours, it is from an earlier life whose incarnation we
     /// did not persist: jump past it so our record supersedes it everywhere.
     fn own_echo(&mut self, now: Millis, rec: SignedRecord, out: &mut Vec<Output>) {
-        let ours = Version {
-            incarnation: self.incarnation,
-            heartbeat: self.heartbeat,
-        };
-        if rec.version() < ours || (rec.version() == ours && rec == *self.own()) {
+        let ours = self.own.version();
+        if self.own.has_left()
+            || rec.version() < ours
+            || (rec.version() == ours && rec == *self.own())
+        {
             bump(&mut self.counters.records_stale);
             return;
         }
-        let key = match self.identity.id().verifying_key() {
-            Ok(k) => k,
-            Err(_) => return,
+        let Ok(key) = self.own.id().verifying_key() else {
+            return;
         };
-        match rec.verify(&self.network_id, &key, Some(&self.sigcache)) {
-            Ok(_) => {}
-            Err(_) => {
-                bump(&mut self.counters.records_bad_signature);
-                return;
-            }
+        if rec
+            .verify(&self.network_id, &key, Some(&self.sigcache))
+            .is_err()
+        {
+            bump(&mut self.counters.records_bad_signature);
+            return;
         }
-        let Some(next) = rec.record.incarnation.checked_add(1) else {
+        let Some(signed) = self.own.supersede(rec.version()) else {
             return;
         };
         tracing::warn!(
@@ -547,13 +507,10 @@ impl Core {
             "saw a record of ourselves from an earlier life; raising the incarnation"
         );
         bump(&mut self.counters.incarnation_bumps);
-        self.incarnation = next;
-        self.heartbeat = 0;
-        out.push(Output::Persist(Persist::Incarnation(next)));
-        out.push(Output::Event(Event::IncarnationChanged {
-            incarnation: next,
-        }));
-        self.republish();
+        self.set_own(signed);
+        let incarnation = self.own.incarnation();
+        out.push(Output::Persist(Persist::Incarnation(incarnation)));
+        out.push(Output::Event(Event::IncarnationChanged { incarnation }));
         self.next_heartbeat = now + self.config.heartbeat_interval;
         self.push_own(out);
     }
@@ -569,7 +526,7 @@ impl Core {
         inbound: bool,
         out: &mut Vec<Output>,
     ) {
-        if peer == self.identity.id() {
+        if peer == self.own.id() {
             if !inbound {
                 self.peers.own_addr(addr);
             }
@@ -588,12 +545,12 @@ impl Core {
         }
         let live = self.peers.live().len();
         self.peers.up(peer, addr, rtt, inbound, now);
-        let refusal = if self.left {
+        let refusal = if self.own.has_left() {
             Some(Refusal::Leaving)
         } else if let Err(r) = admit(&self.roster, self.config.open, &peer) {
             bump(&mut self.counters.refused_not_member);
             Some(r)
-        } else if inbound && live >= self.config.max_links {
+        } else if inbound && live >= self.config.max_connections {
             Some(Refusal::TooManyLinks(live))
         } else {
             None
@@ -609,8 +566,8 @@ impl Core {
             let hello = Frame::Hello {
                 protocol_version: PROTOCOL_VERSION,
                 network_id: self.network_id,
-                sender: self.identity.id(),
-                incarnation: self.incarnation,
+                sender: self.own.id(),
+                incarnation: self.own.incarnation(),
                 roster_epoch: self.roster.epoch(),
             };
             self.send(peer, hello, out);
@@ -633,6 +590,7 @@ impl Core {
         if let Some(l) = self.peers.link_mut(&peer) {
             l.state = LinkState::Established;
         }
+        self.table.link_restored(&peer);
         out.push(Output::Event(Event::LinkUp { peer, inbound }));
         if !inbound {
             let digest = self.table.digest();
@@ -720,8 +678,8 @@ impl Core {
                 let ack = Frame::HelloAck {
                     protocol_version: PROTOCOL_VERSION,
                     network_id: self.network_id,
-                    sender: self.identity.id(),
-                    incarnation: self.incarnation,
+                    sender: self.own.id(),
+                    incarnation: self.own.incarnation(),
                     roster_epoch: self.roster.epoch(),
                 };
                 self.send(from, ack, out);
@@ -761,6 +719,10 @@ impl Core {
                 self.violation(now, from, "gossip before the handshake", out)
             }
             Frame::Syn { digest } => {
+                if !self.peers.take_syn(&from) {
+                    bump(&mut self.counters.syns_rate_limited);
+                    return;
+                }
                 let roster = &self.roster;
                 let open = self.config.open;
                 let reply = answer_syn(
@@ -818,13 +780,14 @@ impl Core {
         let mut fresh_bytes = 0usize;
         for rec in records {
             let id = rec.id();
-            if self.accept(now, rec, out) && relay {
-                if let Some(e) = self.table.gossipable(&id) {
-                    let next = fresh_bytes.saturating_add(e.wire_len());
-                    if next <= self.config.max_gossip_bytes {
-                        fresh_bytes = next;
-                        fresh.push(e.record().clone());
-                    }
+            if self.accept(now, rec, out)
+                && relay
+                && let Some(e) = self.table.gossipable(&id)
+            {
+                let next = fresh_bytes.saturating_add(e.wire_len());
+                if next <= self.config.max_gossip_bytes {
+                    fresh_bytes = next;
+                    fresh.push(e.record().clone());
                 }
             }
         }
@@ -847,14 +810,18 @@ impl Core {
     /// Verifies one record and stores it if newer; true if it was fresh news.
     fn accept(&mut self, now: Millis, rec: SignedRecord, out: &mut Vec<Output>) -> bool {
         let id = rec.id();
-        if id == self.identity.id() {
+        if id == self.own.id() {
             self.own_echo(now, rec, out);
             return false;
         }
-        if !self.table.is_newer(&id, rec.version()) {
-            bump(&mut self.counters.records_stale);
-            return false;
-        }
+        let known = match self.table.get(&id) {
+            Some(e) if rec.version() <= e.version() => {
+                bump(&mut self.counters.records_stale);
+                return false;
+            }
+            Some(_) => true,
+            None => false,
+        };
         let key = match self.roster.key(&id) {
             Some(k) => *k,
             None if self.config.open => match id.verifying_key() {
@@ -869,7 +836,7 @@ impl Core {
                 return false;
             }
         };
-        if self.table.get(&id).is_none() && self.table.len() >= self.config.max_members {
+        if !known && self.table.len() >= self.config.max_members {
             bump(&mut self.counters.records_table_full);
             return false;
         }
@@ -901,7 +868,7 @@ impl Core {
 
     /// This node's id.
     pub fn id(&self) -> ClusterId {
-        self.identity.id()
+        self.own.id()
     }
 
     /// The federation's id.
@@ -921,7 +888,7 @@ impl Core {
 
     /// The incarnation in use.
     pub fn incarnation(&self) -> u64 {
-        self.incarnation
+        self.own.incarnation()
     }
 
     /// This node's current signed record.
@@ -931,7 +898,7 @@ impl Core {
 
     /// True once [`Command::Leave`] was handled.
     pub fn has_left(&self) -> bool {
-        self.left
+        self.own.has_left()
     }
 
     /// Counters of frames, refusals and records.
@@ -958,7 +925,7 @@ impl Core {
     pub fn member(&self, id: &ClusterId, now: Millis) -> Option<MemberStatus> {
         let e = self.table.get(id)?;
         let r = &e.record().record;
-        let local = *id == self.identity.id();
+        let local = *id == self.own.id();
         let member = self.roster.member(id);
         Some(MemberStatus {
             id: *id,
@@ -1013,26 +980,10 @@ impl Core {
     }
 }
 
-/// True if the link set changed, or an RTT moved by more than
-/// [`RTT_REPUBLISH_PERCENT`] and [`RTT_REPUBLISH_MIN_MICROS`].
-fn links_changed(published: &[LinkInfo], current: &[LinkInfo]) -> bool {
-    if published.len() != current.len() {
-        return true;
-    }
-    published.iter().zip(current).any(|(a, b)| {
-        if a.peer != b.peer {
-            return true;
-        }
-        let (x, y) = (u64::from(a.rtt_micros), u64::from(b.rtt_micros));
-        let diff = x.abs_diff(y);
-        diff > RTT_REPUBLISH_MIN_MICROS && diff * 100 > x * RTT_REPUBLISH_PERCENT
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::membership::record::MAX_ADDRS;
+    use crate::proto::membership::record::{MAX_ADDRS, NodeRecord};
     use crate::proto::wire::{DigestEntry, MAX_DIGEST_ENTRIES, Sig64};
     use crate::testkit::TestNet;
     use std::collections::VecDeque;
@@ -1056,7 +1007,12 @@ mod tests {
     }
 
     /// Routes `Send`s between cores until quiet; returns everything else.
-    fn pump(cores: &mut [Core], now: Millis, from: usize, outs: Vec<Output>) -> Vec<(usize, Output)> {
+    fn pump(
+        cores: &mut [Core],
+        now: Millis,
+        from: usize,
+        outs: Vec<Output>,
+    ) -> Vec<(usize, Output)> {
         let mut rest = Vec::new();
         let mut queue: VecDeque<(usize, Output)> = outs.into_iter().map(|o| (from, o)).collect();
         while let Some((src, o)) = queue.pop_front() {
@@ -1066,7 +1022,13 @@ mod tests {
                         continue;
                     };
                     let from_id = cores[src].id();
-                    let outs = cores[dst].handle(now, Input::Frame { from: from_id, frame });
+                    let outs = cores[dst].handle(
+                        now,
+                        Input::Frame {
+                            from: from_id,
+                            frame,
+                        },
+                    );
                     queue.extend(outs.into_iter().map(|o| (dst, o)));
                 }
                 other => rest.push((src, other)),
@@ -1127,10 +1089,16 @@ mod tests {
             expected: None
         }));
         assert!(
-            !outs.iter().any(|o| matches!(o, Output::Connect { addr: a, .. } if *a == addr(0))),
+            !outs
+                .iter()
+                .any(|o| matches!(o, Output::Connect { addr: a, .. } if *a == addr(0))),
             "never dials its own address"
         );
-        assert!(outs.iter().any(|o| matches!(o, Output::SetTimer { id: TimerId::Tick, at } if *at > Millis(5))));
+        assert!(
+            outs.iter().any(
+                |o| matches!(o, Output::SetTimer { id: TimerId::Tick, at } if *at > Millis(5))
+            )
+        );
         assert!(c.handle(Millis(6), Input::Start).is_empty());
         assert_eq!(c.incarnation(), 42);
     }
@@ -1154,7 +1122,12 @@ mod tests {
         assert!(mk(stranger.clone(), open, vec![addr(0)], 0).is_ok());
         let me = Arc::new(Identity::from_seed(net.seed_of(0)));
         assert!(matches!(
-            mk(me.clone(), cfg.clone(), vec!["0.0.0.0:7000".parse().unwrap()], 0),
+            mk(
+                me.clone(),
+                cfg.clone(),
+                vec!["0.0.0.0:7000".parse().unwrap()],
+                0
+            ),
             Err(CoreError::Record(RecordError::BadAddr(_)))
         ));
         let many: Vec<SocketAddr> = (0..=MAX_ADDRS).map(addr).collect();
@@ -1177,10 +1150,13 @@ mod tests {
             let _ = i;
         }
         let rest = connect(&mut cores, Millis(10), 0, 1);
-        assert!(rest.iter().any(|(i, o)| *i == 0
-            && matches!(o, Output::Event(Event::LinkUp { inbound: false, .. }))));
-        assert!(rest.iter().any(|(i, o)| *i == 1
-            && matches!(o, Output::Event(Event::LinkUp { inbound: true, .. }))));
+        assert!(
+            rest.iter().any(|(i, o)| *i == 0
+                && matches!(o, Output::Event(Event::LinkUp { inbound: false, .. })))
+        );
+        assert!(rest.iter().any(
+            |(i, o)| *i == 1 && matches!(o, Output::Event(Event::LinkUp { inbound: true, .. }))
+        ));
         connect(&mut cores, Millis(20), 1, 2);
         // One more exchange through node 1 spreads node 2 to node 0 and back.
         let outs = cores[0].handle(Millis(600), Input::Timer(TimerId::Tick));
@@ -1203,7 +1179,13 @@ mod tests {
         assert_eq!(m.rtt, Some(Duration::from_millis(10)));
         assert_eq!(m.addrs, vec![addr(1)]);
         assert!(cores[0].counters().signatures_verified > 0);
-        assert!(cores[0].counters().frames_in.get(crate::proto::wire::FrameKind::SynAck) > 0);
+        assert!(
+            cores[0]
+                .counters()
+                .frames_in
+                .get(crate::proto::wire::FrameKind::SynAck)
+                > 0
+        );
         assert_eq!(cores[0].links().len(), 1);
         assert_eq!(cores[0].members(Millis(600)).len(), 3);
     }
@@ -1265,7 +1247,12 @@ mod tests {
         let b = net.identities[1].id();
         let cases = [
             (99, net.roster.network_id(), b, "protocol version mismatch"),
-            (PROTOCOL_VERSION, NetworkId([5; 32]), b, "network id mismatch"),
+            (
+                PROTOCOL_VERSION,
+                NetworkId([5; 32]),
+                b,
+                "network id mismatch",
+            ),
             (
                 PROTOCOL_VERSION,
                 net.roster.network_id(),
@@ -1346,7 +1333,31 @@ mod tests {
         );
         assert!(goodbye_to(&outs, b).unwrap().contains("oversized"));
         assert_eq!(cores[0].counters().oversized_frames, 1);
-        assert_eq!(cores[0].live_peers(), vec![c], "the other link is untouched");
+        assert_eq!(
+            cores[0].live_peers(),
+            vec![c],
+            "the other link is untouched"
+        );
+    }
+
+    #[test]
+    fn a_peer_cannot_ask_for_digests_faster_than_the_budget() {
+        let net = TestNet::new(10, &[1, 1]);
+        let mut cores: Vec<Core> = (0..2).map(|i| core(&net, i, vec![])).collect();
+        // Node 0 dials node 1 and opens with one Syn (budget 4 - 1).
+        connect(&mut cores, Millis(1), 0, 1);
+        let a = cores[0].id();
+        let syn = || Input::Frame {
+            from: a,
+            frame: Frame::Syn { digest: vec![] },
+        };
+        let answered = (0..6)
+            .filter(|_| !cores[1].handle(Millis(2), syn()).is_empty())
+            .count();
+        assert_eq!(answered, 3);
+        assert_eq!(cores[1].counters().syns_rate_limited, 3);
+        cores[1].handle(Millis(600), Input::Timer(TimerId::Tick));
+        assert!(!cores[1].handle(Millis(601), syn()).is_empty());
     }
 
     #[test]
@@ -1370,11 +1381,11 @@ mod tests {
         let mallory = Identity::from_seed(net.seed_of(1));
         let forged = SignedRecord {
             signature: Sig64(mallory.sign(&record.sign_bytes(&net.roster.network_id()))),
-            record: record.clone(),
+            record: Arc::new(record.clone()),
         };
         // A valid record, then tampered with.
         let mut tampered = SignedRecord::sign(record, &victim, &net.roster.network_id()).unwrap();
-        tampered.record.heartbeat = 7;
+        Arc::make_mut(&mut tampered.record).heartbeat = 7;
         for rec in [forged, tampered] {
             cores[0].handle(
                 Millis(2),
@@ -1466,13 +1477,19 @@ mod tests {
         connect(&mut cores, Millis(1), 1, 2);
         let outs = cores[0].handle(Millis(2), Input::Command(Command::Leave));
         let b = cores[1].id();
-        assert!(outs.iter().any(|o| matches!(o, Output::Send { to, frame: Frame::Leave { .. } } if *to == b)));
+        assert!(
+            outs.iter()
+                .any(|o| matches!(o, Output::Send { to, frame: Frame::Leave { .. } } if *to == b))
+        );
         assert!(disconnects(&outs, b));
         assert!(cores[0].has_left());
         let rest = pump(&mut cores, Millis(2), 0, outs);
         let a = cores[0].id();
         assert_eq!(cores[1].member_state(&a), Some(MemberState::Left));
-        assert!(rest.iter().any(|(i, o)| *i == 1 && *o == Output::Event(Event::MemberLeft { id: a })));
+        assert!(
+            rest.iter()
+                .any(|(i, o)| *i == 1 && *o == Output::Event(Event::MemberLeft { id: a }))
+        );
         assert_eq!(
             cores[2].member_state(&a),
             Some(MemberState::Left),
@@ -1488,9 +1505,17 @@ mod tests {
                 frame: Frame::Leave { record: other },
             },
         );
-        assert!(goodbye_to(&outs, c).unwrap().contains("Leave for another cluster"));
+        assert!(
+            goodbye_to(&outs, c)
+                .unwrap()
+                .contains("Leave for another cluster")
+        );
         // After leaving, timers do nothing.
-        assert!(cores[0].handle(Millis(9), Input::Timer(TimerId::Tick)).is_empty());
+        assert!(
+            cores[0]
+                .handle(Millis(9), Input::Timer(TimerId::Tick))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1510,18 +1535,5 @@ mod tests {
             log
         };
         assert_eq!(run(), run());
-    }
-
-    #[test]
-    fn links_change_only_when_significant() {
-        let p = |b: u8, rtt| LinkInfo {
-            peer: ClusterId([b; 32]),
-            rtt_micros: rtt,
-        };
-        assert!(!links_changed(&[p(1, 10_000)], &[p(1, 12_000)]));
-        assert!(links_changed(&[p(1, 10_000)], &[p(1, 13_000)]));
-        assert!(!links_changed(&[p(1, 100)], &[p(1, 900)]));
-        assert!(links_changed(&[p(1, 100)], &[p(2, 100)]));
-        assert!(links_changed(&[], &[p(2, 100)]));
     }
 }

@@ -9,8 +9,9 @@
 //! 3. `A → B: Ack { the records B asked for }`
 //!
 //! Records are also pushed eagerly (`Records`) when they are fresh: the
-//! owner pushes each new heartbeat, and whoever learns a new member, a new
-//! incarnation or a content change relays it once. Because every round
+//! owner pushes each new heartbeat, and whoever learns of a new member, a
+//! new incarnation, a revival or a departure relays it once (other changes
+//! wait for anti-entropy, so link churn does not flood the mesh). Because every round
 //! reconciles whole digests, two halves of a partition converge by themselves
 //! as soon as any link between them is back.
 //!
@@ -18,11 +19,14 @@
 //! rotation of the candidates is sent, so no record starves; the rest
 //! follows in later rounds.
 
+use std::cmp::Ordering;
+
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use super::failure::MemberState;
 use super::record::SignedRecord;
-use super::table::MemberTable;
+use super::table::{Entry, MemberTable};
 use crate::proto::identity::ClusterId;
 use crate::proto::wire::{DigestEntry, MAX_RECORDS_PER_FRAME, MAX_WANT};
 
@@ -58,7 +62,8 @@ impl SynReply {
 }
 
 /// Compares `digest` with the table. `admissible` filters the ids we are
-/// willing to ask for (roster members, or anyone in open mode).
+/// willing to ask for (roster members, or anyone in open mode). Both sides
+/// are walked in id order once (a merge join), so a digest costs a sort.
 pub fn answer_syn<R: Rng>(
     table: &MemberTable,
     digest: &[DigestEntry],
@@ -66,31 +71,67 @@ pub fn answer_syn<R: Rng>(
     budget: usize,
     rng: &mut R,
 ) -> SynReply {
-    let mut theirs: Vec<DigestEntry> = digest.to_vec();
-    theirs.sort_by_key(|d| d.id);
-    theirs.dedup_by_key(|d| d.id);
+    // Digests are built in id order; only a foreign or garbage one needs sorting.
+    let owned;
+    let theirs: &[DigestEntry] = if digest.windows(2).all(|w| w[0].id < w[1].id) {
+        digest
+    } else {
+        let mut v = digest.to_vec();
+        v.sort_by_key(|d| d.id);
+        v.dedup_by_key(|d| d.id);
+        owned = v;
+        &owned
+    };
 
-    let mut send = Vec::new();
-    for (id, entry) in table.iter() {
-        if table.gossipable(id).is_none() {
-            continue;
+    let local = table.local();
+    let mut send: Vec<&Entry> = Vec::new();
+    let mut want: Vec<ClusterId> = Vec::new();
+    let ask = |id: &ClusterId, want: &mut Vec<ClusterId>| {
+        if *id != local && want.len() < MAX_WANT && admissible(id) {
+            want.push(*id);
         }
-        let held = theirs
-            .binary_search_by_key(id, |d| d.id)
-            .ok()
-            .map(|i| theirs[i].version);
-        if held.is_none_or(|v| entry.version() > v) {
-            send.push(*id);
+    };
+    let mut mine = table.iter().peekable();
+    let mut other = theirs.iter().peekable();
+    loop {
+        match (mine.peek(), other.peek()) {
+            (None, None) => break,
+            (Some((_, e)), None) => {
+                if e.state() != MemberState::Dead {
+                    send.push(e);
+                }
+                mine.next();
+            }
+            (None, Some(d)) => {
+                ask(&d.id, &mut want);
+                other.next();
+            }
+            (Some((id, e)), Some(d)) => match (*id).cmp(&d.id) {
+                Ordering::Less => {
+                    if e.state() != MemberState::Dead {
+                        send.push(e);
+                    }
+                    mine.next();
+                }
+                Ordering::Greater => {
+                    ask(&d.id, &mut want);
+                    other.next();
+                }
+                Ordering::Equal => {
+                    let (ours, held) = (e.version(), d.version);
+                    if ours > held && e.state() != MemberState::Dead {
+                        send.push(e);
+                    } else if held > ours {
+                        ask(&d.id, &mut want);
+                    }
+                    mine.next();
+                    other.next();
+                }
+            },
         }
     }
-    let want: Vec<ClusterId> = theirs
-        .iter()
-        .filter(|d| d.id != table.local() && table.is_newer(&d.id, d.version) && admissible(&d.id))
-        .map(|d| d.id)
-        .take(MAX_WANT)
-        .collect();
     SynReply {
-        records: collect(table, &send, budget, rng),
+        records: collect(&send, budget, rng),
         want,
     }
 }
@@ -105,32 +146,27 @@ pub fn answer_want<R: Rng>(
     let mut ids: Vec<ClusterId> = want.to_vec();
     ids.sort();
     ids.dedup();
-    ids.retain(|id| table.gossipable(id).is_some());
-    collect(table, &ids, budget, rng)
+    let entries: Vec<&Entry> = ids.iter().filter_map(|id| table.gossipable(id)).collect();
+    collect(&entries, budget, rng)
 }
 
-/// Clones the records of `ids` within `budget` bytes, starting at a random
-/// rotation when they do not all fit.
-fn collect<R: Rng>(
-    table: &MemberTable,
-    ids: &[ClusterId],
-    budget: usize,
-    rng: &mut R,
-) -> Vec<SignedRecord> {
-    let size = |id: &ClusterId| table.gossipable(id).map_or(0, |e| e.wire_len());
-    let total: usize = ids.iter().map(size).fold(0, usize::saturating_add);
-    let start = if total <= budget && ids.len() <= MAX_RECORDS_PER_FRAME || ids.is_empty() {
+/// Clones the records of `entries` within `budget` bytes, starting at a
+/// random rotation when they do not all fit.
+fn collect<R: Rng>(entries: &[&Entry], budget: usize, rng: &mut R) -> Vec<SignedRecord> {
+    let total: usize = entries
+        .iter()
+        .map(|e| e.wire_len())
+        .fold(0, usize::saturating_add);
+    let fits = total <= budget && entries.len() <= MAX_RECORDS_PER_FRAME;
+    let start = if fits || entries.is_empty() {
         0
     } else {
-        rng.gen_range(0..ids.len())
+        rng.gen_range(0..entries.len())
     };
     let mut out = Vec::new();
     let mut used = 0usize;
-    for i in 0..ids.len() {
-        let id = &ids[(start + i) % ids.len()];
-        let Some(e) = table.gossipable(id) else {
-            continue;
-        };
+    for i in 0..entries.len() {
+        let e = entries[(start + i) % entries.len()];
         let next = used.saturating_add(e.wire_len());
         if next > budget || out.len() >= MAX_RECORDS_PER_FRAME {
             break;

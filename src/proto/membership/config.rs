@@ -48,8 +48,17 @@ pub struct MembershipConfig {
     pub far_links: usize,
     /// A link younger than this is never pruned. Default 10 s.
     pub min_link_age: Duration,
-    /// Inbound connections are refused above this many links. Default 256.
+    /// Above this many links, the excess is pruned as soon as it is older
+    /// than `join_grace`, even if younger than `min_link_age`: a seed
+    /// flooded by joiners lets each of them sync once, then sheds them.
+    /// Default 64.
     pub max_links: usize,
+    /// How long a link beyond `max_links` is kept (enough for the handshake
+    /// and one anti-entropy exchange). Default 2 s.
+    pub join_grace: Duration,
+    /// Inbound connections are refused above this many links (a backstop;
+    /// the transport should cap connections too). Default 1024.
+    pub max_connections: usize,
     /// A dial or handshake not finished after this long is abandoned. Default 5 s.
     pub dial_timeout: Duration,
     /// After a failed dial the same cluster is not dialed again for this long. Default 5 s.
@@ -61,6 +70,10 @@ pub struct MembershipConfig {
     /// How often one dead member is probed (dialed), so that a healed
     /// partition reconnects by itself. Default 3 s.
     pub reconnect_interval: Duration,
+    /// How long the address of a dead member is still probed after its
+    /// tombstone expired, so long partitions heal too (Serf's reconnect
+    /// timeout). Default 24 h.
+    pub reconnect_ttl: Duration,
     /// How often one extra random member is dialed to discover lower-RTT
     /// links (the worst link is pruned once over `max_degree`). Default 30 s.
     pub explore_interval: Duration,
@@ -90,12 +103,15 @@ impl Default for MembershipConfig {
             max_degree: 12,
             far_links: 2,
             min_link_age: Duration::from_secs(10),
-            max_links: 256,
+            max_links: 64,
+            join_grace: Duration::from_secs(2),
+            max_connections: 1024,
             dial_timeout: Duration::from_secs(5),
             dial_backoff: Duration::from_secs(5),
             max_dials_per_round: 3,
             seed_retry_interval: Duration::from_secs(2),
             reconnect_interval: Duration::from_secs(3),
+            reconnect_ttl: Duration::from_secs(24 * 3600),
             explore_interval: Duration::from_secs(30),
             open: false,
             max_members: MAX_DIGEST_ENTRIES,
@@ -165,6 +181,9 @@ impl MembershipConfig {
         }
         if self.max_links < self.max_degree {
             return Err(err("max_links", "must be at least max_degree"));
+        }
+        if self.max_connections < self.max_links {
+            return Err(err("max_connections", "must be at least max_links"));
         }
         if self.max_dials_per_round == 0 {
             return Err(err("max_dials_per_round", "must be at least 1"));

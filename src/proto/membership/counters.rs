@@ -24,6 +24,15 @@ impl PerKind {
         self.0.iter().fold(0u64, |a, b| a.saturating_add(*b))
     }
 
+    /// Per-kind `self - earlier`, saturating at zero.
+    pub fn saturating_sub(&self, earlier: &PerKind) -> PerKind {
+        let mut out = PerKind::default();
+        for (i, c) in out.0.iter_mut().enumerate() {
+            *c = self.0[i].saturating_sub(earlier.0[i]);
+        }
+        out
+    }
+
     /// `(kind, count)` pairs in [`FrameKind::ALL`] order.
     pub fn iter(&self) -> impl Iterator<Item = (FrameKind, u64)> + '_ {
         FrameKind::ALL.iter().map(|k| (*k, self.get(*k)))
@@ -53,6 +62,9 @@ pub struct Counters {
     pub refused_other: u64,
     /// `Goodbye` frames received.
     pub goodbyes_received: u64,
+    /// `Syn` frames ignored because the peer sent more than
+    /// [`crate::proto::membership::peers::SYNS_PER_ROUND`] in one of our rounds.
+    pub syns_rate_limited: u64,
     /// Records accepted (a newer version stored).
     pub records_applied: u64,
     /// Records not newer than what we hold (duplicates; not verified).

@@ -229,6 +229,13 @@ impl Liveness {
         None
     }
 
+    /// A connection to the member finished its handshake again: the loss of
+    /// the previous one is no longer a reason for suspicion (only late
+    /// heartbeats are).
+    pub fn link_restored(&mut self) {
+        self.link_lost = false;
+    }
+
     /// The transport lost our direct connection to the member unexpectedly.
     pub fn link_lost(&mut self) {
         if matches!(self.state, MemberState::Alive | MemberState::Suspect) {
@@ -366,5 +373,9 @@ mod tests {
         assert_eq!(l.check(Millis(1), &c), Some(Transition::Suspected));
         assert_eq!(l.heartbeat(Millis(2)), Some(Transition::Recovered));
         assert_eq!(l.check(Millis(3), &c), None);
+        l.link_lost();
+        assert_eq!(l.check(Millis(4), &c), Some(Transition::Suspected));
+        l.link_restored();
+        assert_eq!(l.check(Millis(5), &c), Some(Transition::Recovered));
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod counters;
 pub mod event;
 pub mod failure;
+pub mod own;
 pub mod peers;
 pub mod record;
 pub mod sigcache;

@@ -6,14 +6,16 @@
 //!   record shows fewer than `degree` links, never those at `max_degree`
 //!   unless we are isolated), at most `max_dials_per_round` at a time;
 //! - with no link at all, re-dial the seeds every `seed_retry_interval`;
-//! - every `reconnect_interval`, probe one dead member, so a healed
+//! - every `reconnect_interval`, probe one dead member (or one whose
+//!   tombstone expired less than `reconnect_ttl` ago), so a healed
 //!   partition reconnects by itself;
 //! - every `explore_interval`, dial one more random member to discover
 //!   better links;
 //! - above `max_degree` links, prune: keep the `degree - far_links`
 //!   lowest-RTT links and `far_links` random others (long-range shortcuts,
 //!   corrosion's RTT rings idea), close the worst of the rest that are older
-//!   than `min_link_age`.
+//!   than `min_link_age`; above `max_links`, links only need to be older
+//!   than `join_grace` (a seed flooded by joiners sheds them once they synced).
 //!
 //! All choices iterate ordered maps and draw from the injected RNG.
 
@@ -161,6 +163,11 @@ pub enum LinkState {
     Established,
 }
 
+/// `Syn` frames answered per peer and gossip round. An honest peer sends
+/// one per round of its own (plus one when the link comes up); answering a
+/// digest can cost up to `max_gossip_bytes`, so a peer may not ask more often.
+pub const SYNS_PER_ROUND: u8 = 4;
+
 /// One connection, as reported by the transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -177,6 +184,8 @@ pub struct Link {
     /// When we started closing it (`Goodbye` sent or received); the
     /// transport's `PeerDown` that follows is expected, not a failure.
     pub closing: Option<Millis>,
+    /// `Syn` frames the peer may still send this round.
+    pub syn_budget: u8,
 }
 
 impl Link {
@@ -224,6 +233,7 @@ pub struct Peers {
     next_seed_dial: Millis,
     next_probe: Millis,
     next_explore: Millis,
+    forgotten: BTreeMap<ClusterId, (SocketAddr, Millis)>,
 }
 
 impl Peers {
@@ -238,7 +248,31 @@ impl Peers {
             next_seed_dial: Millis::ZERO,
             next_probe: Millis::ZERO,
             next_explore: Millis::ZERO,
+            forgotten: BTreeMap::new(),
         }
+    }
+
+    /// Keeps probing the address of a dead member whose tombstone expired,
+    /// until `until` (Serf's reconnect timeout): without it, a partition
+    /// longer than the tombstone TTL would never heal unless a seed sat on
+    /// the other side. At most `max` such addresses are kept.
+    pub fn remember(&mut self, id: ClusterId, addr: SocketAddr, until: Millis, max: usize) {
+        if self.forgotten.len() >= max && !self.forgotten.contains_key(&id) {
+            let oldest = self
+                .forgotten
+                .iter()
+                .min_by_key(|(id, (_, until))| (*until, **id))
+                .map(|(id, _)| *id);
+            if let Some(old) = oldest {
+                self.forgotten.remove(&old);
+            }
+        }
+        self.forgotten.insert(id, (addr, until));
+    }
+
+    /// Addresses of forgotten dead members still probed.
+    pub fn forgotten(&self) -> usize {
+        self.forgotten.len()
     }
 
     /// Every connection, in id order.
@@ -306,8 +340,27 @@ impl Peers {
                 state,
                 since: now,
                 closing: None,
+                syn_budget: SYNS_PER_ROUND,
             },
         );
+    }
+
+    /// Consumes one `Syn` of `peer`'s budget; false if it is spent.
+    pub fn take_syn(&mut self, peer: &ClusterId) -> bool {
+        match self.links.get_mut(peer) {
+            Some(l) if l.syn_budget > 0 => {
+                l.syn_budget -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a new round of `Syn` budgets.
+    pub fn refill_syn_budgets(&mut self) {
+        for l in self.links.values_mut() {
+            l.syn_budget = SYNS_PER_ROUND;
+        }
     }
 
     /// A connection ended; returns the link it was.
@@ -380,7 +433,7 @@ impl Peers {
     ) -> Plan {
         let mut plan = Plan::default();
         let live_links = self.links.values().filter(|l| l.closing.is_none()).count();
-        let mut active = live_links.saturating_add(self.pending.len());
+        let active = live_links.saturating_add(self.pending.len());
 
         if live_links == 0 && now >= self.next_seed_dial {
             self.next_seed_dial = now + cfg.seed_retry_interval;
@@ -405,9 +458,16 @@ impl Peers {
             (!self.pending.contains_key(&addr) && !self.own_addrs.contains(&addr)).then_some(addr)
         };
 
-        // Alive candidates by how many links their record advertises.
+        // Alive candidates by how many links their record advertises
+        // (computed only when a dial may follow).
+        let explore_due = now >= self.next_explore;
+        if explore_due {
+            self.next_explore = now + cfg.explore_interval;
+        }
+        let explore = explore_due && live_links >= cfg.degree && active < cfg.max_links;
         let mut classes: [Vec<(ClusterId, SocketAddr)>; 3] = Default::default();
-        for (id, e) in table.iter() {
+        let wanted = active < cfg.degree || explore;
+        for (id, e) in table.iter().filter(|_| wanted) {
             if let Some(addr) = dialable(MemberState::Alive, id) {
                 let n = e.record().record.links.len();
                 let class = if n < cfg.degree {
@@ -433,25 +493,30 @@ impl Peers {
             let n = (cfg.degree - active).min(cfg.max_dials_per_round);
             for (id, addr) in next.by_ref().take(n) {
                 plan.dials.push((addr, Some(id)));
-                active += 1;
             }
         }
-        if now >= self.next_explore {
-            self.next_explore = now + cfg.explore_interval;
-            if live_links >= cfg.degree
-                && active < cfg.max_links
-                && let Some((id, addr)) = next.next()
-            {
-                plan.dials.push((addr, Some(id)));
-            }
+        if explore && let Some((id, addr)) = next.next() {
+            plan.dials.push((addr, Some(id)));
         }
 
         if now >= self.next_probe {
             self.next_probe = now + cfg.reconnect_interval;
-            let dead: Vec<(ClusterId, SocketAddr)> = table
+            self.forgotten
+                .retain(|id, (_, until)| *until > now && table.get(id).is_none());
+            let mut dead: Vec<(ClusterId, SocketAddr)> = table
                 .iter()
                 .filter_map(|(id, _)| dialable(MemberState::Dead, id).map(|a| (*id, a)))
                 .collect();
+            dead.extend(
+                self.forgotten
+                    .iter()
+                    .filter(|(id, (addr, _))| {
+                        !busy(id)
+                            && !self.pending.contains_key(addr)
+                            && !self.own_addrs.contains(addr)
+                    })
+                    .map(|(id, (addr, _))| (*id, *addr)),
+            );
             if let Some((id, addr)) = dead.choose(rng) {
                 plan.dials.push((*addr, Some(*id)));
             }
@@ -474,23 +539,33 @@ impl Peers {
         if live.len() <= cfg.max_degree {
             return Vec::new();
         }
-        let excess = live.len() - cfg.max_degree;
+        let total = live.len();
         live.sort_by_key(|(id, l)| (l.rtt, *id));
         let near = cfg.degree - cfg.far_links;
         let mut rest = live.split_off(near.min(live.len()));
         rest.shuffle(rng);
         let far = cfg.far_links.min(rest.len());
-        let mut droppable: Vec<(ClusterId, &Link)> = rest
-            .split_off(far)
-            .into_iter()
-            .filter(|(_, l)| now.since(l.since) >= cfg.min_link_age)
-            .collect();
+        let mut droppable: Vec<(ClusterId, &Link)> = rest.split_off(far);
         droppable.sort_by_key(|(id, l)| (std::cmp::Reverse(l.rtt), *id));
-        droppable
-            .into_iter()
-            .take(excess)
-            .map(|(id, _)| id)
-            .collect()
+        let old = |l: &Link, age: Duration| now.since(l.since) >= age;
+        // Over the hard limit: shed the excess once it had time to sync.
+        let mut out: Vec<ClusterId> = droppable
+            .iter()
+            .filter(|(_, l)| old(l, cfg.join_grace))
+            .take(total.saturating_sub(cfg.max_links))
+            .map(|(id, _)| *id)
+            .collect();
+        // Over the degree bound: drop the worst links that are old enough.
+        let excess = total - cfg.max_degree;
+        for (id, l) in &droppable {
+            if out.len() >= excess {
+                break;
+            }
+            if old(l, cfg.min_link_age) && !out.contains(id) {
+                out.push(*id);
+            }
+        }
+        out
     }
 }
 
@@ -549,7 +624,7 @@ mod tests {
             };
             let mut r = SignedRecord::sign(record, who, &net.roster.network_id()).unwrap();
             // Advertised link counts only steer dialing; signatures are not checked here.
-            r.record.links = (0..links)
+            std::sync::Arc::make_mut(&mut r.record).links = (0..links)
                 .map(|k| crate::proto::membership::record::LinkInfo {
                     peer: ClusterId([k as u8 + 100; 32]),
                     rtt_micros: 1,

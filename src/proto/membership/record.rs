@@ -18,6 +18,7 @@
 //! federation never verifies.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 
@@ -317,13 +318,36 @@ fn count(n: usize) -> u32 {
 }
 
 /// A record with its owner's signature over [`NodeRecord::sign_bytes`].
-/// Not trusted until verified.
+/// Not trusted until verified. The record is shared (`Arc`): relaying a
+/// record to many peers copies a pointer, not its lists.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SignedRecord {
     /// The record.
-    pub record: NodeRecord,
+    #[serde(with = "shared")]
+    pub record: Arc<NodeRecord>,
     /// ed25519 signature by `record.id` over the sign bytes.
     pub signature: Sig64,
+}
+
+/// Serde for `Arc<NodeRecord>` as a plain `NodeRecord` (serde's own impl
+/// needs the `rc` feature).
+mod shared {
+    use std::sync::Arc;
+
+    use super::NodeRecord;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        r: &Arc<NodeRecord>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(r.as_ref(), s)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<NodeRecord>, D::Error> {
+        <NodeRecord as serde::Deserialize>::deserialize(d).map(Arc::new)
+    }
 }
 
 /// How a signature check was satisfied.
@@ -350,7 +374,10 @@ impl SignedRecord {
         }
         record.validate()?;
         let signature = Sig64(identity.sign(&record.sign_bytes(network_id)));
-        Ok(SignedRecord { record, signature })
+        Ok(SignedRecord {
+            record: Arc::new(record),
+            signature,
+        })
     }
 
     /// The owner.
@@ -444,7 +471,7 @@ mod tests {
         assert_eq!(&bytes[1..18], b"fedmesh/record/v1");
         let (n, back) = NodeRecord::decode_sign_bytes(&bytes).unwrap();
         assert_eq!(n, net());
-        assert_eq!(back, signed.record);
+        assert_eq!(back, *signed.record);
         // Through postcard, as relays forward it.
         let wire = postcard::to_stdvec(&signed).unwrap();
         assert!(wire.len() <= signed.record.wire_len_bound());
@@ -458,7 +485,7 @@ mod tests {
         let key = me.id().verifying_key().unwrap();
         let signed = SignedRecord::sign(record(&me), &me, &net()).unwrap();
         let mut bumped = signed.clone();
-        bumped.record.heartbeat += 1;
+        Arc::make_mut(&mut bumped.record).heartbeat += 1;
         assert_eq!(
             bumped.verify(&net(), &key, None),
             Err(RecordError::BadSignature(me.id()))
@@ -474,7 +501,7 @@ mod tests {
         // A key that is not the owner's is refused even with a valid signature by it.
         let mkey = mallory.id().verifying_key().unwrap();
         let mut theirs = signed.record.clone();
-        theirs.id = me.id();
+        Arc::make_mut(&mut theirs).id = me.id();
         assert!(
             SignedRecord {
                 record: theirs.clone(),

@@ -62,8 +62,11 @@ impl Entry {
 /// What applying a newer record changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
-    /// The record is news beyond a heartbeat (new member, new incarnation,
-    /// revival, departure or changed content): worth an eager push.
+    /// The record is news about the member's existence (a new member, a new
+    /// incarnation, a revival or a departure): worth an eager push. A
+    /// heartbeat or a content change (links, addresses, queues) is not:
+    /// anti-entropy spreads those within a few rounds, and relaying every
+    /// link change would flood the mesh.
     pub fresh: bool,
     /// The event to report, if any.
     pub event: Option<Event>,
@@ -131,9 +134,13 @@ impl MemberTable {
         false
     }
 
-    /// This node's entry, then every other in id order.
+    /// Every entry, this node's own included, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (&ClusterId, &Entry)> {
-        std::iter::once((&self.local, &self.own)).chain(self.entries.iter())
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.entries
+            .range(..self.local)
+            .chain(std::iter::once((&self.local, &self.own)))
+            .chain(self.entries.range((Excluded(self.local), Unbounded)))
     }
 
     /// True if `version` of `id` is newer than anything we hold for it
@@ -198,7 +205,7 @@ impl MemberTable {
         }
         let prev = e.state();
         let gone = matches!(prev, MemberState::Dead | MemberState::Left);
-        let fresh = gone || !e.record.record.same_content(&rec.record);
+        let fresh = gone || left || incarnation != e.record.record.incarnation;
         let event = if left {
             e.liveness = Liveness::left(now, self.window);
             (prev != MemberState::Left).then_some(Event::MemberLeft { id })
@@ -215,6 +222,13 @@ impl MemberTable {
         e.record = rec;
         e.wire_len = wire_len;
         Applied { fresh, event }
+    }
+
+    /// A connection to `id` finished its handshake.
+    pub fn link_restored(&mut self, id: &ClusterId) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.liveness.link_restored();
+        }
     }
 
     /// Our direct connection to `id` dropped unexpectedly.
@@ -249,16 +263,27 @@ impl MemberTable {
         }
     }
 
-    /// Forgets dead and departed members whose state is older than `ttl`.
-    pub fn expire(&mut self, now: Millis, ttl: std::time::Duration, events: &mut Vec<Event>) {
+    /// Forgets dead and departed members whose state is older than `ttl`;
+    /// returns the dead ones with their first advertised address.
+    pub fn expire(
+        &mut self,
+        now: Millis,
+        ttl: std::time::Duration,
+        events: &mut Vec<Event>,
+    ) -> Vec<(ClusterId, Option<std::net::SocketAddr>)> {
+        let mut dead = Vec::new();
         self.entries.retain(|id, e| {
             let gone = matches!(e.state(), MemberState::Dead | MemberState::Left);
             let keep = !gone || now.since(e.liveness.since()) < ttl;
             if !keep {
                 events.push(Event::MemberRemoved { id: *id });
+                if e.state() == MemberState::Dead {
+                    dead.push((*id, e.record.record.addrs.first().copied()));
+                }
             }
             keep
         });
+        dead
     }
 }
 
