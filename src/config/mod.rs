@@ -21,8 +21,7 @@
 
 mod addr;
 
-use std::fs::File;
-use std::io::Read;
+use crate::store::bounded::{BoundedReadError, read_bounded_text};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -486,22 +485,16 @@ impl NodeConfig {
     ///
     /// Seeds given as host names are resolved now (this may block on DNS).
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let io_err = |source| ConfigError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = File::open(path).map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len();
-        if len > MAX_CONFIG_FILE_LEN {
-            return Err(ConfigError::TooLarge {
+        let text = read_bounded_text(path, MAX_CONFIG_FILE_LEN).map_err(|e| match e {
+            BoundedReadError::Io(source) => ConfigError::Io {
+                path: path.to_owned(),
+                source,
+            },
+            BoundedReadError::TooLarge { len } => ConfigError::TooLarge {
                 path: path.to_owned(),
                 len,
-            });
-        }
-        let mut text = String::with_capacity(len as usize);
-        file.take(MAX_CONFIG_FILE_LEN + 1)
-            .read_to_string(&mut text)
-            .map_err(io_err)?;
+            },
+        })?;
         let in_file = |e| ConfigError::InFile {
             path: path.to_owned(),
             source: Box::new(e),

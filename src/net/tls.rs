@@ -20,10 +20,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError};
 use rustls::{PeerMisbehaved, SignatureScheme};
-use x509_parser::oid_registry::OID_SIG_ED25519;
 
 use crate::proto::ClusterId;
-use crate::proto::identity::{IdentityError, verify_strict};
+use crate::proto::cert::{CertError, cluster_id_from_cert_der};
+use crate::proto::identity::IdentityError;
 use crate::store::keys::TlsMaterial;
 
 /// The ALPN protocol id every fedmesh connection negotiates; a peer speaking
@@ -101,40 +101,13 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
 /// This mirrors the checks `store::keys` applies when loading our own
 /// certificate, so a peer is held to the same standard as ourselves.
 pub fn cluster_id_from_cert(der: &[u8]) -> Result<ClusterId, PeerCertError> {
-    let (rest, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| PeerCertError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(PeerCertError::Malformed(format!(
-            "{} trailing bytes after the certificate",
-            rest.len()
-        )));
-    }
-    let spki = cert.public_key();
-    if spki.algorithm.algorithm != OID_SIG_ED25519 {
-        return Err(PeerCertError::NotEd25519 {
-            what: "public key",
-            oid: spki.algorithm.algorithm.to_id_string(),
-        });
-    }
-    let raw = spki.subject_public_key.data.as_ref();
-    let key: [u8; 32] = raw
-        .try_into()
-        .map_err(|_| PeerCertError::KeyLength(raw.len()))?;
-    let id = ClusterId(key);
-    let verifying_key = id.verifying_key().map_err(PeerCertError::BadKey)?;
-    if cert.signature_algorithm.algorithm != OID_SIG_ED25519 {
-        return Err(PeerCertError::NotEd25519 {
-            what: "signature",
-            oid: cert.signature_algorithm.algorithm.to_id_string(),
-        });
-    }
-    let sig: Option<[u8; 64]> = cert.signature_value.data.as_ref().try_into().ok();
-    let self_signed =
-        sig.is_some_and(|sig| verify_strict(&verifying_key, cert.tbs_certificate.as_ref(), &sig));
-    if !self_signed {
-        return Err(PeerCertError::BadSelfSignature);
-    }
-    Ok(id)
+    cluster_id_from_cert_der(der).map_err(|e| match e {
+        CertError::Malformed(m) => PeerCertError::Malformed(m),
+        CertError::NotEd25519 { what, oid } => PeerCertError::NotEd25519 { what, oid },
+        CertError::KeyLength(n) => PeerCertError::KeyLength(n),
+        CertError::BadKey(k) => PeerCertError::BadKey(k),
+        CertError::BadSelfSignature => PeerCertError::BadSelfSignature,
+    })
 }
 
 /// The authenticated cluster id of a connection's peer, read back from the

@@ -1,6 +1,7 @@
 //! The IO-free protocol core: no tokio, no sockets, no clock, no filesystem.
 
 pub mod bytes32;
+pub mod cert;
 pub mod certificate;
 pub mod codec;
 pub mod core;

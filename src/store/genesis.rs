@@ -14,8 +14,9 @@
 //! text, so comments, member order and layout may change freely while names,
 //! ids and weights may not.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use crate::store::bounded::{BoundedReadError, read_bounded_text};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::proto::bytes32::HexError;
@@ -142,23 +143,17 @@ pub fn parse_roster_toml(text: &str) -> Result<Roster, GenesisError> {
 
 /// Reads and validates a genesis roster file; errors name the file.
 pub fn load_roster_file(path: &Path) -> Result<Roster, GenesisError> {
-    let io_err = |source| GenesisError::Io {
-        action: "read",
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    let len = file.metadata().map_err(io_err)?.len();
-    if len > MAX_ROSTER_FILE_LEN {
-        return Err(GenesisError::TooLarge {
+    let text = read_bounded_text(path, MAX_ROSTER_FILE_LEN).map_err(|e| match e {
+        BoundedReadError::Io(source) => GenesisError::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        },
+        BoundedReadError::TooLarge { len } => GenesisError::TooLarge {
             path: path.to_owned(),
             len,
-        });
-    }
-    let mut text = String::with_capacity(len as usize);
-    file.take(MAX_ROSTER_FILE_LEN + 1)
-        .read_to_string(&mut text)
-        .map_err(io_err)?;
+        },
+    })?;
     parse_roster_toml(&text).map_err(|e| GenesisError::InFile {
         path: path.to_owned(),
         source: Box::new(e),

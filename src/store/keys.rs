@@ -7,17 +7,18 @@
 //! self-signature, and [`check_cert_matches_key`] makes sure a node never
 //! presents a certificate that its private key cannot back.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Cursor, Read, Write};
+use crate::store::bounded::{BoundedReadError, read_bounded};
+use std::fs::{self, OpenOptions};
+use std::io::{Cursor, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::proto::cert::{CertError, cluster_id_from_cert_der};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use x509_parser::oid_registry::OID_SIG_ED25519;
 use x509_parser::pem::Pem;
 
-use crate::proto::identity::{IdentityError, verify_strict};
+use crate::proto::identity::IdentityError;
 use crate::proto::roster::{RosterError, validate_name};
 use crate::proto::{ClusterId, Identity};
 
@@ -288,23 +289,17 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFileE
 
 /// Reads the first PEM block of `path`, refusing oversized files.
 fn read_pem(path: &Path) -> Result<Pem, KeyFileError> {
-    let io_err = |source| KeyFileError::Io {
-        action: "read",
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    let len = file.metadata().map_err(io_err)?.len();
-    if len > MAX_FILE_LEN {
-        return Err(KeyFileError::TooLarge {
+    let bytes = read_bounded(path, MAX_FILE_LEN).map_err(|e| match e {
+        BoundedReadError::Io(source) => KeyFileError::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        },
+        BoundedReadError::TooLarge { len } => KeyFileError::TooLarge {
             path: path.to_owned(),
             len,
-        });
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
+        },
+    })?;
     Pem::read(Cursor::new(&bytes))
         .map(|(pem, _)| pem)
         .map_err(|e| KeyFileError::NotPem {
@@ -356,54 +351,16 @@ pub fn load_identity(path: &Path) -> Result<Identity, KeyFileError> {
 /// key, strong and canonical, and an ed25519 self-signature that verifies
 /// under that key.
 fn cert_cluster_id(path: &Path, der: &[u8]) -> Result<ClusterId, KeyFileError> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| KeyFileError::BadCert {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-    let spki = cert.public_key();
-    if spki.algorithm.algorithm != OID_SIG_ED25519 {
-        return Err(KeyFileError::WrongAlgorithm {
-            path: path.to_owned(),
-            what: "public key",
-            oid: spki.algorithm.algorithm.to_id_string(),
-        });
-    }
-    let key: [u8; 32] = spki
-        .subject_public_key
-        .data
-        .as_ref()
-        .try_into()
-        .map_err(|_| KeyFileError::BadCert {
-            path: path.to_owned(),
-            reason: format!(
-                "ed25519 public key is {} bytes, expected 32",
-                spki.subject_public_key.data.len()
-            ),
-        })?;
-    let id = ClusterId(key);
-    let verifying_key = id
-        .verifying_key()
-        .map_err(|source| KeyFileError::BadPublicKey {
-            path: path.to_owned(),
-            source,
-        })?;
-    if cert.signature_algorithm.algorithm != OID_SIG_ED25519 {
-        return Err(KeyFileError::WrongAlgorithm {
-            path: path.to_owned(),
-            what: "signature",
-            oid: cert.signature_algorithm.algorithm.to_id_string(),
-        });
-    }
-    let sig: Option<[u8; 64]> = cert.signature_value.data.as_ref().try_into().ok();
-    let self_signed =
-        sig.is_some_and(|sig| verify_strict(&verifying_key, cert.tbs_certificate.as_ref(), &sig));
-    if !self_signed {
-        return Err(KeyFileError::BadSelfSignature {
-            path: path.to_owned(),
-        });
-    }
-    Ok(id)
+    let path = path.to_owned();
+    cluster_id_from_cert_der(der).map_err(|e| match e {
+        CertError::NotEd25519 { what, oid } => KeyFileError::WrongAlgorithm { path, what, oid },
+        CertError::BadKey(source) => KeyFileError::BadPublicKey { path, source },
+        CertError::BadSelfSignature => KeyFileError::BadSelfSignature { path },
+        other @ (CertError::Malformed(_) | CertError::KeyLength(_)) => KeyFileError::BadCert {
+            path,
+            reason: other.to_string(),
+        },
+    })
 }
 
 /// Loads a PEM certificate and returns its cluster id, after checking that it
