@@ -23,7 +23,6 @@ use rustls::{PeerMisbehaved, SignatureScheme};
 
 use crate::proto::ClusterId;
 use crate::proto::cert::{CertError, cluster_id_from_cert_der};
-use crate::proto::identity::IdentityError;
 use crate::store::keys::TlsMaterial;
 
 /// The ALPN protocol id every fedmesh connection negotiates; a peer speaking
@@ -38,26 +37,9 @@ pub const SERVER_NAME: &str = "fedmesh";
 /// Why a peer's certificate is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeerCertError {
-    /// The certificate does not parse as DER X.509.
-    #[error("certificate is not valid X.509: {0}")]
-    Malformed(String),
-    /// The certificate's key is not ed25519.
-    #[error("certificate {what} algorithm is {oid}, expected ed25519 (1.3.101.112)")]
-    NotEd25519 {
-        /// Which field (`public key` or `signature`).
-        what: &'static str,
-        /// The OID found.
-        oid: String,
-    },
-    /// The ed25519 key is not 32 bytes long.
-    #[error("ed25519 public key is {0} bytes, expected 32")]
-    KeyLength(usize),
-    /// The key is weak (small order), non-canonical or not a point.
-    #[error("certificate key is not a usable cluster id")]
-    BadKey(#[source] IdentityError),
-    /// The certificate is not signed by its own key.
-    #[error("certificate is not validly self-signed by its own key")]
-    BadSelfSignature,
+    /// The leaf itself cannot identify a cluster.
+    #[error(transparent)]
+    Cert(#[from] CertError),
     /// The peer sent a chain, where a single self-signed leaf is expected.
     #[error("peer sent {0} certificates after its leaf; expected a single self-signed leaf")]
     Chain(usize),
@@ -101,13 +83,7 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
 /// This mirrors the checks `store::keys` applies when loading our own
 /// certificate, so a peer is held to the same standard as ourselves.
 pub fn cluster_id_from_cert(der: &[u8]) -> Result<ClusterId, PeerCertError> {
-    cluster_id_from_cert_der(der).map_err(|e| match e {
-        CertError::Malformed(m) => PeerCertError::Malformed(m),
-        CertError::NotEd25519 { what, oid } => PeerCertError::NotEd25519 { what, oid },
-        CertError::KeyLength(n) => PeerCertError::KeyLength(n),
-        CertError::BadKey(k) => PeerCertError::BadKey(k),
-        CertError::BadSelfSignature => PeerCertError::BadSelfSignature,
-    })
+    Ok(cluster_id_from_cert_der(der)?)
 }
 
 /// The authenticated cluster id of a connection's peer, read back from the
@@ -365,7 +341,7 @@ mod tests {
         trailing.push(0);
         assert!(matches!(
             cluster_id_from_cert(&trailing),
-            Err(PeerCertError::Malformed(_))
+            Err(PeerCertError::Cert(CertError::Malformed(_)))
         ));
         let mut forged = der;
         if let Some(last) = forged.last_mut() {
@@ -373,11 +349,11 @@ mod tests {
         }
         assert_eq!(
             cluster_id_from_cert(&forged),
-            Err(PeerCertError::BadSelfSignature)
+            Err(PeerCertError::Cert(CertError::BadSelfSignature))
         );
         assert!(matches!(
             cluster_id_from_cert(b"not a certificate"),
-            Err(PeerCertError::Malformed(_))
+            Err(PeerCertError::Cert(CertError::Malformed(_)))
         ));
     }
 
