@@ -15,8 +15,6 @@
 //! ids and weights may not.
 
 use crate::store::bounded::{BoundedReadError, read_bounded_text};
-use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::proto::bytes32::HexError;
@@ -208,34 +206,13 @@ pub fn write_roster_file(path: &Path, roster: &Roster, force: bool) -> Result<()
             path: path.to_owned(),
         });
     }
-    let io_err = |p: &Path| {
-        let p = p.to_owned();
-        move |source| GenesisError::Io {
-            action: "write",
-            path: p,
-            source,
+    crate::store::atomic::write_atomically(path, text.as_bytes(), 0o644).map_err(|e| {
+        GenesisError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
         }
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.{:016x}.tmp", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        file.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        fs::rename(&tmp, path).map_err(io_err(path))
-    })();
-    if result.is_err() {
-        // Best effort: the original error is what the caller needs to see.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 #[cfg(test)]
@@ -387,7 +364,7 @@ mod tests {
             Err(GenesisError::Io { .. })
         ));
         let garbage = tmp.path().join("garbage.toml");
-        fs::write(&garbage, "not = [toml").unwrap();
+        std::fs::write(&garbage, "not = [toml").unwrap();
         let err = load_roster_file(&garbage).unwrap_err();
         assert!(
             matches!(&err, GenesisError::InFile { source, .. } if matches!(**source, GenesisError::Toml(_)))

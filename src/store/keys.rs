@@ -8,9 +8,9 @@
 //! presents a certificate that its private key cannot back.
 
 use crate::store::bounded::{BoundedReadError, read_bounded};
-use std::fs::{self, OpenOptions};
-use std::io::{Cursor, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::Cursor;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::proto::cert::{CertError, cluster_id_from_cert_der};
@@ -252,39 +252,13 @@ fn self_signed_cert_pem(identity: &Identity, name: &str) -> Result<String, KeyFi
     Ok(cert.pem())
 }
 
-/// Writes `bytes` to a fresh temporary file with `mode` set at creation (so
-/// the secret is never readable by others, not even briefly), then renames it
-/// over `path`.
+/// Writes `bytes` atomically with `mode` (see [`crate::store::atomic`]).
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFileError> {
-    let io_err = |action: &'static str, p: &Path| {
-        let p = p.to_owned();
-        move |source| KeyFileError::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.{:016x}.tmp", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        file.write_all(bytes).map_err(io_err("write", &tmp))?;
-        file.sync_all().map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, path).map_err(io_err("write", path))
-    })();
-    if result.is_err() {
-        // Best effort: the original error is what the caller needs to see.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::store::atomic::write_atomically(path, bytes, mode).map_err(|e| KeyFileError::Io {
+        action: e.action,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Reads the first PEM block of `path`, refusing oversized files.

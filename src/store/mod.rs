@@ -1,5 +1,6 @@
 //! Durable state: key and certificate files, the genesis roster file, and the vote log.
 
+pub mod atomic;
 pub mod bounded;
 pub mod genesis;
 pub mod keys;

@@ -1,8 +1,7 @@
 //! Small pieces of node state that must survive a restart (the membership
 //! incarnation), written atomically: temp file, fsync, rename, fsync dir.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Why node state cannot be read or written.
@@ -62,21 +61,13 @@ pub fn load_incarnation(data_dir: &Path) -> Result<u64, StateError> {
 /// Persists `incarnation` durably before the node uses it.
 pub fn store_incarnation(data_dir: &Path, incarnation: u64) -> Result<(), StateError> {
     fs::create_dir_all(data_dir).map_err(io("create", data_dir))?;
-    let path = incarnation_path(data_dir);
-    let tmp = data_dir.join("incarnation.tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io("create", &tmp))?;
-    writeln!(f, "{incarnation}").map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("sync", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-    File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", data_dir))?;
-    Ok(())
+    let text = format!("{incarnation}\n");
+    crate::store::atomic::write_atomically(&incarnation_path(data_dir), text.as_bytes(), 0o644)
+        .map_err(|e| StateError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        })
 }
 
 #[cfg(test)]
