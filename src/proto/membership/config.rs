@@ -20,8 +20,13 @@ pub struct MembershipConfig {
     /// signing and re-gossiping a record every round would double the
     /// record traffic for no gain in detection time.
     pub heartbeat_interval: Duration,
-    /// Peers gossiped with per round, and peers a fresh record is pushed to. Default 3.
+    /// Peers a fresh record is pushed to (and relayed to). Default 3.
     pub fanout: usize,
+    /// Peers sent our digest each gossip round. Default 1: a push-pull
+    /// exchange with one random peer per round spreads a heartbeat to N
+    /// clusters in about log3(N) rounds, and more digests per round mostly
+    /// fetch the same heartbeats several times.
+    pub sync_fanout: usize,
     /// Phi-accrual threshold above which a member becomes suspect, an
     /// integer in 1..=20. Default 8 (about 5.2 standard deviations late).
     pub phi_threshold: u32,
@@ -93,6 +98,7 @@ impl Default for MembershipConfig {
             gossip_interval: Duration::from_millis(500),
             heartbeat_interval: Duration::from_secs(1),
             fanout: 3,
+            sync_fanout: 1,
             phi_threshold: 8,
             phi_window: 100,
             min_std_dev: Duration::from_millis(500),
@@ -157,6 +163,9 @@ impl MembershipConfig {
         }
         if self.fanout == 0 {
             return Err(err("fanout", "must be at least 1"));
+        }
+        if self.sync_fanout == 0 {
+            return Err(err("sync_fanout", "must be at least 1"));
         }
         if self.phi_threshold == 0 || self.phi_threshold as usize > PHI_SIGMA_MILLI.len() {
             return Err(err(
