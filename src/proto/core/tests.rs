@@ -568,6 +568,22 @@ fn forged_heartbeats_cannot_keep_a_member_alive() {
         Some(MemberState::Alive)
     );
     assert_eq!(cores[0].counters().heartbeats_applied, k + 1);
+    // A first-hand Beat must be the sender's own.
+    let outs = cores[0].handle(
+        Millis(t + 2),
+        Input::Frame {
+            from: b,
+            frame: Frame::Beat {
+                heartbeat: SignedHeartbeat::sign(&victim, &nid, incarnation, 8),
+            },
+        },
+    );
+    assert!(
+        goodbye_to(&outs, b)
+            .unwrap()
+            .contains("Beat for another cluster")
+    );
+    assert_eq!(cores[0].counters().heartbeats_applied, k + 1);
 }
 
 #[test]

@@ -9,7 +9,10 @@
 //! 3. `A → B: Ack { the records and heartbeats newer than what B holds }`
 //!
 //! A record moves only when it changed (a new revision or incarnation); a
-//! steady mesh exchanges digests and ~110-byte heartbeats. Records are also
+//! steady mesh exchanges digests and ~110-byte heartbeats. Each owner also
+//! pushes every new heartbeat to all its live links (`Beat`, never
+//! relayed), so its neighbours hear it first-hand and anti-entropy starts
+//! from a dozen holders instead of one. Records are also
 //! pushed eagerly (`Records`) when they are fresh: the owner pushes each new
 //! revision, and whoever learns of a new member, a new incarnation or a
 //! departure relays it once (other changes wait for anti-entropy, so link

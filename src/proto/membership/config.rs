@@ -16,9 +16,9 @@ use crate::proto::wire::{MAX_DIGEST_ENTRIES, MAX_FRAME_LEN};
 pub struct MembershipConfig {
     /// How often a node gossips (one anti-entropy round). Default 500 ms.
     pub gossip_interval: Duration,
-    /// How often a node bumps and re-signs its heartbeat. Default 1 s:
-    /// signing and re-gossiping a record every round would double the
-    /// record traffic for no gain in detection time.
+    /// How often a node signs a heartbeat and pushes it to its links.
+    /// Default 1 s (every second gossip round): liveness news every round
+    /// would double the heartbeat traffic for little gain in detection time.
     pub heartbeat_interval: Duration,
     /// Peers a fresh record is pushed to (and relayed to). Default 3.
     pub fanout: usize,
@@ -213,10 +213,13 @@ impl MembershipConfig {
     }
 
     /// The longest a cluster stays "alive" in everyone's view after it dies:
-    /// its last heartbeat reaches every observer within about one heartbeat
-    /// interval (the propagation allowance), then `max_silence` of silence
-    /// makes it suspect and `suspect_timeout` more makes it dead, each noticed
-    /// at the next gossip round. Phi usually fires well before `max_silence`.
+    /// its last heartbeat reaches its neighbours at once and every other
+    /// observer within a few gossip rounds (the propagation allowance: one
+    /// heartbeat interval, as the last beat was signed up to one interval
+    /// before the death), then `max_silence` of silence makes it suspect and
+    /// `suspect_timeout` more makes it dead, each noticed at the next gossip
+    /// round. Phi usually fires well before `max_silence` for neighbours,
+    /// whose beats arrive first-hand and steadily.
     /// Defaults: 1 + 5 + 2 + 2×0.5 = 9 s.
     pub fn detection_time(&self) -> Duration {
         self.heartbeat_interval
