@@ -1,7 +1,10 @@
 //! Footprint of a real mesh on this machine: N `fedmesh` node processes on
 //! 127.0.0.1 (default 20) join through one seed; prints time to full
 //! membership, resident memory per node, idle UDP traffic per node (QUIC
-//! overhead included), and the QUIC + mutual-TLS handshake time on loopback.
+//! overhead included), the QUIC + mutual-TLS handshake time on loopback, and
+//! how long after a `kill -9` of one node every other node declares it dead
+//! (most nodes are not linked to the victim: they learn it from the silence
+//! of its gossiped heartbeats).
 //!
 //! Run: `cargo run --release --example mesh_footprint` (`NODES=N`, `IDLE_SECS=S`).
 //! The example re-executes itself as each node (`--node run|join ...`).
@@ -214,6 +217,32 @@ fn main() -> anyhow::Result<()> {
     })?;
     hs.sort_by(f64::total_cmp);
 
+    // Failure detection: kill -9 the last node, poll everyone else.
+    let mut victim = procs.pop().context("no node")?;
+    let victim_id = fetch_status(victim.admin, Duration::from_secs(2))?.node.id;
+    victim.child.kill()?; // SIGKILL
+    let killed = Instant::now();
+    let mut dead_after: Vec<Option<f64>> = vec![None; procs.len()];
+    while dead_after.iter().any(Option::is_none) && killed.elapsed() < Duration::from_secs(30) {
+        for (p, d) in procs.iter().zip(dead_after.iter_mut()) {
+            if d.is_some() {
+                continue;
+            }
+            let dead = fetch_status(p.admin, Duration::from_secs(2)).is_ok_and(|s| {
+                s.members
+                    .iter()
+                    .any(|m| m.id == victim_id && m.state == MemberState::Dead)
+            });
+            if dead {
+                *d = Some(killed.elapsed().as_secs_f64());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100)); // poll interval
+    }
+    let undetected = dead_after.iter().filter(|d| d.is_none()).count();
+    let mut detect: Vec<f64> = dead_after.into_iter().flatten().collect();
+    detect.sort_by(f64::total_cmp);
+
     let pct = |v: &[f64], p: f64| {
         v.get(((v.len() as f64 - 1.0) * p).round() as usize)
             .copied()
@@ -244,6 +273,17 @@ fn main() -> anyhow::Result<()> {
         "| QUIC + mutual TLS handshake, loopback | p50 {:.2} ms, p90 {:.2} ms | |",
         pct(&hs, 0.5),
         pct(&hs, 0.9)
+    );
+    println!(
+        "| kill -9 of one node: dead everywhere | min {:.1} s, median {:.1} s, max {:.1} s{} | ≤ 10 s |",
+        pct(&detect, 0.0),
+        pct(&detect, 0.5),
+        pct(&detect, 1.0),
+        if undetected > 0 {
+            format!(" ({undetected} nodes never within 30 s)")
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

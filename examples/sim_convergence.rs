@@ -9,7 +9,9 @@
 //!   sees it (and it sees everyone);
 //!
 //! and the steady-state gossip traffic per cluster (postcard-encoded frames
-//! plus their 4-byte length prefix, sent per second, over 10 s).
+//! plus their 4-byte length prefix, sent per second, over 10 s), and the
+//! failure detection time: one cluster crashes, until each other cluster
+//! declares it dead (fastest and slowest observer).
 //!
 //! ```text
 //! cargo run --release --example sim_convergence            # N = 10, 100, 1000
@@ -20,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use fedmesh::proto::membership::MembershipConfig;
+use fedmesh::proto::membership::{MemberState, MembershipConfig};
 use fedmesh::proto::time::Millis;
 use fedmesh::proto::wire::FrameKind;
 use fedmesh::sim::{Sim, SimConfig};
@@ -35,6 +37,7 @@ struct Row {
     bytes_per_node_s: u64,
     frames_per_node_s: u64,
     syn_share: u64,
+    detection: Option<(Duration, Duration)>,
     wall: Duration,
 }
 
@@ -86,6 +89,20 @@ fn measure(n: usize, seed: u64) -> Row {
     }
     let late = sim.run_until_true(timeout, STEP, Sim::full_membership);
     let late_rounds = late.map(|t| rounds(t.since(start), cfg.gossip_interval));
+
+    sim.run_for(Duration::from_secs(10));
+    let victim = n / 2;
+    sim.crash(victim);
+    let killed = sim.now();
+    let seen = sim.run_until_true(timeout, STEP, |s| s.all_see(victim, MemberState::Dead));
+    let detection = seen.and_then(|_| {
+        let times: Vec<Duration> = sim
+            .up_nodes()
+            .into_iter()
+            .filter_map(|o| sim.dead_at(o, victim).map(|t| t.since(killed)))
+            .collect();
+        Some((*times.iter().min()?, *times.iter().max()?))
+    });
     Row {
         n,
         target,
@@ -94,6 +111,7 @@ fn measure(n: usize, seed: u64) -> Row {
         bytes_per_node_s,
         frames_per_node_s,
         syn_share,
+        detection,
         wall: wall.elapsed(),
     }
 }
@@ -118,31 +136,41 @@ fn main() {
         .unwrap_or(1);
     let cfg = MembershipConfig::default();
     println!(
-        "membership convergence (seed {seed}, gossip every {:?}, heartbeat every {:?}, fanout {}, degree {}..{})",
-        cfg.gossip_interval, cfg.heartbeat_interval, cfg.fanout, cfg.degree, cfg.max_degree
+        "membership convergence (seed {seed}, gossip every {:?} with {} peer(s), heartbeat every {:?}, push fanout {}, degree {}..{})",
+        cfg.gossip_interval,
+        cfg.sync_fanout,
+        cfg.heartbeat_interval,
+        cfg.fanout,
+        cfg.degree,
+        cfg.max_degree
     );
     println!();
     println!(
-        "{:>6} | {:>13} | {:>11} | {:>16} | {:>16} | {:>14} | {:>9}",
+        "{:>6} | {:>13} | {:>11} | {:>16} | {:>16} | {:>14} | {:>13} | {:>9}",
         "N",
         "target rounds",
         "join rounds",
         "late-join rounds",
         "bytes/node/s",
         "frames/node/s",
+        "detection s",
         "wall"
     );
-    println!("{}", "-".repeat(103));
+    println!("{}", "-".repeat(119));
     for n in sizes {
         let r = measure(n, seed);
         println!(
-            "{:>6} | {:>13} | {:>11} | {:>16} | {:>16} | {:>14} | {:>8.1}s",
+            "{:>6} | {:>13} | {:>11} | {:>16} | {:>16} | {:>14} | {:>13} | {:>8.1}s",
             r.n,
             r.target,
             show(r.join_rounds),
             show(r.late_rounds),
             format!("{} ({}% syn)", r.bytes_per_node_s, r.syn_share),
             r.frames_per_node_s,
+            r.detection.map_or_else(
+                || "none".to_owned(),
+                |(lo, hi)| format!("{:.1}–{:.1}", lo.as_secs_f64(), hi.as_secs_f64())
+            ),
             r.wall.as_secs_f64()
         );
     }

@@ -14,7 +14,7 @@ use fedmesh::proto::membership::record::NodeRecord;
 use fedmesh::proto::membership::{Event, MemberState, MembershipConfig, SignedRecord};
 use fedmesh::proto::roster::Roster;
 use fedmesh::proto::time::Millis;
-use fedmesh::proto::wire::{DigestEntry, Frame, MAX_DIGEST_ENTRIES, Sig64};
+use fedmesh::proto::wire::{DigestEntry, Frame, MAX_DIGEST_ENTRIES, PROTOCOL_VERSION, Sig64};
 use fedmesh::sim::{NodeSpec, Sim, SimConfig, node_addr};
 use fedmesh::testkit::TestNet;
 use rand::rngs::StdRng;
@@ -429,9 +429,9 @@ fn a_hello_with_another_protocol_version_is_refused() {
     sim.run_for(Duration::from_secs(10));
     let reasons = goodbyes(&sim, 3);
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("protocol version mismatch: we speak 1, peer speaks 99")),
+        reasons.iter().any(|r| r.contains(&format!(
+            "protocol version mismatch: we speak {PROTOCOL_VERSION}, peer speaks 99"
+        ))),
         "{} node 3 got {reasons:?}",
         sim.context()
     );
@@ -456,6 +456,7 @@ fn garbage_frames_are_counted_and_close_only_that_connection() {
             DigestEntry {
                 id: sim.id(q),
                 version: Default::default(),
+                heartbeat: 0,
             };
             MAX_DIGEST_ENTRIES + 1
         ],
@@ -502,7 +503,7 @@ fn forged_records_are_dropped_and_counted() {
     let victim = (1..8).find(|v| *v != liar).unwrap();
     let real = sim.core(victim).unwrap().own_record().clone();
     let mut record = NodeRecord::clone(&real.record);
-    record.heartbeat += 1000;
+    record.revision += 1000;
     // Signed by the liar, claiming to be the victim.
     let mallory = Identity::from_seed(net.seed_of(liar));
     let forged = SignedRecord {
@@ -525,7 +526,7 @@ fn forged_records_are_dropped_and_counted() {
     let c = sim.core(0).unwrap();
     assert_eq!(c.counters().records_bad_signature, 2, "{}", sim.context());
     let seen = c.member_version(&sim.id(victim)).unwrap();
-    assert!(seen.heartbeat < real.record.heartbeat + 1000);
+    assert!(seen.revision < real.record.revision + 1000);
     assert!(sim.full_membership());
 }
 

@@ -227,7 +227,7 @@ pub enum LogFormat {
 pub struct MembershipConfig {
     /// Milliseconds between two anti-entropy gossip rounds (and heartbeats).
     pub gossip_interval_ms: u64,
-    /// Peers contacted per gossip round (at most `max_links`).
+    /// Peers a new or changed node record is pushed to (at most `max_links`).
     pub fanout: usize,
     /// Phi-accrual level above which a silent peer becomes suspect: a whole
     /// number from [`MIN_PHI_THRESHOLD`] to [`MAX_PHI_THRESHOLD`].

@@ -16,6 +16,8 @@ pub mod tags {
     pub const RECORD: &[u8] = b"fedmesh/record/v1";
     /// The subject of a roster change vote.
     pub const ROSTER_SUBJECT: &[u8] = b"fedmesh/roster-subject/v1";
+    /// A gossiped heartbeat (liveness only, apart from the node record).
+    pub const HEARTBEAT: &[u8] = b"fedmesh/heartbeat/v1";
 }
 
 /// Why bytes do not decode to the expected canonical layout.

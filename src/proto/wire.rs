@@ -15,16 +15,20 @@
 
 use crate::proto::bytes32::NetworkId;
 use crate::proto::identity::ClusterId;
+use crate::proto::membership::heartbeat::SignedHeartbeat;
 use crate::proto::membership::record::{SignedRecord, Version};
 
-/// The membership protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The membership protocol version spoken by this build (2: heartbeats
+/// travel apart from records).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The largest encoded frame a node sends or accepts (1 MiB).
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Most entries in one digest.
 pub const MAX_DIGEST_ENTRIES: usize = 8192;
 /// Most records in one frame (frames are also kept under a byte budget).
 pub const MAX_RECORDS_PER_FRAME: usize = 8192;
+/// Most heartbeats in one frame.
+pub const MAX_HEARTBEATS_PER_FRAME: usize = MAX_DIGEST_ENTRIES;
 /// Most ids one `SynAck` may request.
 pub const MAX_WANT: usize = MAX_DIGEST_ENTRIES;
 /// Longest `Goodbye` reason, in bytes; longer reasons are cut when sent.
@@ -79,13 +83,16 @@ impl<'de> serde::Deserialize<'de> for Sig64 {
     }
 }
 
-/// One line of a gossip digest: "I hold this version of this cluster's record".
+/// One line of a gossip digest: "I hold this version of this cluster's
+/// record, and this heartbeat of its incarnation".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DigestEntry {
     /// The record's owner.
     pub id: ClusterId,
-    /// The version held.
+    /// The record version held.
     pub version: Version,
+    /// The heartbeat counter held for `version.incarnation` (0: none).
+    pub heartbeat: u64,
 }
 
 /// Everything two clusters say to each other about membership.
@@ -131,15 +138,21 @@ pub enum Frame {
     SynAck {
         /// Records newer than (or absent from) the digest.
         records: Vec<SignedRecord>,
-        /// Clusters whose record in the digest is newer than ours.
-        want: Vec<ClusterId>,
+        /// Heartbeats newer than the digest's.
+        heartbeats: Vec<SignedHeartbeat>,
+        /// What we hold of the clusters whose record or heartbeat in the
+        /// digest is newer than ours: send anything newer than that.
+        want: Vec<DigestEntry>,
     },
-    /// Answer to `SynAck`: the records it asked for.
+    /// Answer to `SynAck`: what it asked for.
     Ack {
         /// The wanted records.
         records: Vec<SignedRecord>,
+        /// The wanted heartbeats.
+        heartbeats: Vec<SignedHeartbeat>,
     },
-    /// Eager push of fresh records (a new heartbeat, a new member, a change).
+    /// Eager push of fresh records (our own new record, a new member, a
+    /// new incarnation, a departure).
     Records {
         /// The records.
         records: Vec<SignedRecord>,
@@ -148,6 +161,12 @@ pub enum Frame {
     Leave {
         /// The leaving cluster's signed final record.
         record: SignedRecord,
+    },
+    /// The sender's own new heartbeat, pushed to each of its live links
+    /// every heartbeat interval (never relayed: anti-entropy carries it on).
+    Beat {
+        /// The sender's signed heartbeat.
+        heartbeat: SignedHeartbeat,
     },
 }
 
@@ -170,11 +189,13 @@ pub enum FrameKind {
     Records,
     /// [`Frame::Leave`].
     Leave,
+    /// [`Frame::Beat`].
+    Beat,
 }
 
 impl FrameKind {
     /// Number of kinds.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// Every kind, in declaration order.
     pub const ALL: [FrameKind; FrameKind::COUNT] = [
         FrameKind::Hello,
@@ -185,6 +206,7 @@ impl FrameKind {
         FrameKind::Ack,
         FrameKind::Records,
         FrameKind::Leave,
+        FrameKind::Beat,
     ];
 
     /// A stable lowercase name (metrics labels).
@@ -198,6 +220,7 @@ impl FrameKind {
             FrameKind::Ack => "ack",
             FrameKind::Records => "records",
             FrameKind::Leave => "leave",
+            FrameKind::Beat => "beat",
         }
     }
 
@@ -256,6 +279,7 @@ impl Frame {
             Frame::Ack { .. } => FrameKind::Ack,
             Frame::Records { .. } => FrameKind::Records,
             Frame::Leave { .. } => FrameKind::Leave,
+            Frame::Beat { .. } => FrameKind::Beat,
         }
     }
 
@@ -263,16 +287,29 @@ impl Frame {
     /// checked one by one later ([`crate::proto::membership::record::NodeRecord::validate`]).
     pub fn check_bounds(&self) -> Result<(), FrameError> {
         match self {
-            Frame::Hello { .. } | Frame::HelloAck { .. } | Frame::Leave { .. } => Ok(()),
+            Frame::Hello { .. }
+            | Frame::HelloAck { .. }
+            | Frame::Leave { .. }
+            | Frame::Beat { .. } => Ok(()),
             Frame::Goodbye { reason } => bound("goodbye reason", reason.len(), MAX_REASON_LEN),
             Frame::Syn { digest } => bound("digest", digest.len(), MAX_DIGEST_ENTRIES),
-            Frame::SynAck { records, want } => {
+            Frame::SynAck {
+                records,
+                heartbeats,
+                want,
+            } => {
                 bound("records", records.len(), MAX_RECORDS_PER_FRAME)?;
+                bound("heartbeats", heartbeats.len(), MAX_HEARTBEATS_PER_FRAME)?;
                 bound("want", want.len(), MAX_WANT)
             }
-            Frame::Ack { records } | Frame::Records { records } => {
-                bound("records", records.len(), MAX_RECORDS_PER_FRAME)
+            Frame::Ack {
+                records,
+                heartbeats,
+            } => {
+                bound("records", records.len(), MAX_RECORDS_PER_FRAME)?;
+                bound("heartbeats", heartbeats.len(), MAX_HEARTBEATS_PER_FRAME)
             }
+            Frame::Records { records } => bound("records", records.len(), MAX_RECORDS_PER_FRAME),
         }
     }
 
@@ -339,7 +376,7 @@ mod tests {
         let record = NodeRecord {
             id: me.id(),
             incarnation: 1,
-            heartbeat: 2,
+            revision: 2,
             roster_epoch: 0,
             left: false,
             addrs: vec!["10.0.0.1:7000".parse().unwrap()],
@@ -347,6 +384,10 @@ mod tests {
             queues: vec![],
         };
         SignedRecord::sign(record, &me, &NetworkId([1; 32])).unwrap()
+    }
+
+    fn beat() -> SignedHeartbeat {
+        SignedHeartbeat::sign(&Identity::from_seed([1; 32]), &NetworkId([1; 32]), 1, 7)
     }
 
     #[test]
@@ -370,19 +411,27 @@ mod tests {
                     id: ClusterId([5; 32]),
                     version: Version {
                         incarnation: 1,
-                        heartbeat: 300,
+                        revision: 300,
                     },
+                    heartbeat: 70_000,
                 }],
             },
             Frame::SynAck {
                 records: vec![signed()],
-                want: vec![ClusterId([6; 32])],
+                heartbeats: vec![beat()],
+                want: vec![DigestEntry {
+                    id: ClusterId([6; 32]),
+                    version: Version::default(),
+                    heartbeat: 0,
+                }],
             },
             Frame::Ack {
                 records: vec![signed()],
+                heartbeats: vec![beat(), beat()],
             },
             Frame::Records { records: vec![] },
             Frame::Leave { record: signed() },
+            Frame::Beat { heartbeat: beat() },
         ];
         for f in frames {
             assert_eq!(decode(&encode(&f).unwrap()).unwrap(), f);
@@ -408,6 +457,7 @@ mod tests {
                 DigestEntry {
                     id: ClusterId([0; 32]),
                     version: Version::default(),
+                    heartbeat: 0,
                 };
                 MAX_DIGEST_ENTRIES + 1
             ],

@@ -9,6 +9,7 @@ use crate::proto::membership::record::{RecordError, SignedRecord, Verified};
 use crate::proto::time::Millis;
 use crate::proto::wire::{Frame, PROTOCOL_VERSION};
 
+use super::heartbeats::KeyMiss;
 use super::*;
 
 impl Core {
@@ -116,28 +117,50 @@ impl Core {
                 );
                 if !reply.is_empty() {
                     let frame = Frame::SynAck {
-                        records: reply.records,
+                        records: reply.delta.records,
+                        heartbeats: reply.delta.heartbeats,
                         want: reply.want,
                     };
                     self.send(from, frame, out);
                 }
             }
-            Frame::SynAck { records, want } => {
+            Frame::SynAck {
+                records,
+                heartbeats,
+                want,
+            } => {
                 self.apply_records(now, from, records, false, out);
+                self.apply_beats(now, heartbeats, out);
                 if !want.is_empty() {
-                    let records = answer_want(
+                    let delta = answer_want(
                         &self.table,
                         &want,
                         self.config.max_gossip_bytes,
                         &mut self.rng,
                     );
-                    if !records.is_empty() {
-                        self.send(from, Frame::Ack { records }, out);
+                    if !delta.is_empty() {
+                        let frame = Frame::Ack {
+                            records: delta.records,
+                            heartbeats: delta.heartbeats,
+                        };
+                        self.send(from, frame, out);
                     }
                 }
             }
-            Frame::Ack { records } => self.apply_records(now, from, records, false, out),
+            Frame::Ack {
+                records,
+                heartbeats,
+            } => {
+                self.apply_records(now, from, records, false, out);
+                self.apply_beats(now, heartbeats, out);
+            }
             Frame::Records { records } => self.apply_records(now, from, records, true, out),
+            Frame::Beat { heartbeat } => {
+                if heartbeat.id != from {
+                    return self.violation(now, from, "Beat for another cluster", out);
+                }
+                self.apply_beats(now, vec![heartbeat], out);
+            }
             Frame::Leave { record } => {
                 if record.id() != from || !record.record.left {
                     return self.violation(now, from, "Leave for another cluster", out);
@@ -204,16 +227,13 @@ impl Core {
             Some(_) => true,
             None => false,
         };
-        let key = match self.roster.key(&id) {
-            Some(k) => *k,
-            None if self.config.open => match id.verifying_key() {
-                Ok(k) => k,
-                Err(_) => {
-                    bump(&mut self.counters.records_invalid);
-                    return false;
-                }
-            },
-            None => {
+        let key = match self.gossip_key(&id) {
+            Ok(k) => k,
+            Err(KeyMiss::Invalid) => {
+                bump(&mut self.counters.records_invalid);
+                return false;
+            }
+            Err(KeyMiss::NotMember) => {
                 bump(&mut self.counters.records_not_member);
                 return false;
             }

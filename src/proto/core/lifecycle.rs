@@ -35,9 +35,18 @@ impl Core {
                 .filter(|(_, l)| l.is_live())
                 .map(|(id, l)| (*id, l.rtt))
                 .collect();
-            let signed = self.own.heartbeat(links);
-            self.set_own(signed);
-            self.push_own(out);
+            let (record, beat) = self.own.heartbeat(links);
+            self.table.set_own_beat(beat);
+            if let Some(signed) = record {
+                self.set_own(signed);
+                self.push_own(out);
+            }
+            // Every neighbour hears each beat first-hand, at a steady pace
+            // its detector can be tight about; everyone else through
+            // anti-entropy, which the neighbours feed from the first round.
+            for peer in self.peers.live() {
+                self.send(peer, Frame::Beat { heartbeat: beat }, out);
+            }
         }
         self.detect_failures(now, out);
         self.gossip(out);
@@ -75,11 +84,11 @@ impl Core {
         }
     }
 
-    /// Sends our digest to `fanout` random live peers.
+    /// Sends our digest to `sync_fanout` random live peers.
     pub(super) fn gossip(&mut self, out: &mut Vec<Output>) {
         self.peers.refill_syn_budgets();
         let live = self.peers.live();
-        let targets = choose_peers(&live, self.config.fanout, None, &mut self.rng);
+        let targets = choose_peers(&live, self.config.sync_fanout, None, &mut self.rng);
         if targets.is_empty() {
             return;
         }

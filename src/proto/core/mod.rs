@@ -306,6 +306,7 @@ impl Core {
 
 mod connections;
 mod frames;
+mod heartbeats;
 mod lifecycle;
 mod own_record;
 mod queries;

@@ -3,6 +3,7 @@
 use crate::proto::membership::antientropy::choose_peers;
 use crate::proto::membership::counters::bump;
 use crate::proto::membership::event::Event;
+use crate::proto::membership::heartbeat::SignedHeartbeat;
 use crate::proto::membership::record::{RecordError, SignedRecord};
 use crate::proto::time::Millis;
 use crate::proto::wire::Frame;
@@ -63,20 +64,56 @@ impl Core {
             bump(&mut self.counters.records_bad_signature);
             return;
         }
-        let Some(signed) = self.own.supersede(rec.version()) else {
+        self.supersede(now, rec.version().incarnation, out);
+    }
+
+    /// A heartbeat of ourselves arrived through gossip: one of a later
+    /// incarnation, or a later beat of ours, is from an earlier life.
+    pub(super) fn own_beat_echo(
+        &mut self,
+        now: Millis,
+        beat: SignedHeartbeat,
+        out: &mut Vec<Output>,
+    ) {
+        let ours = self.own.incarnation();
+        let later = beat.incarnation > ours
+            || (beat.incarnation == ours && beat.counter > self.own.beats());
+        if self.own.has_left() || !later {
+            bump(&mut self.counters.heartbeats_stale);
+            return;
+        }
+        let Ok(key) = self.own.id().verifying_key() else {
+            return;
+        };
+        if beat
+            .verify(&self.network_id, &key, Some(&self.sigcache))
+            .is_err()
+        {
+            bump(&mut self.counters.heartbeats_bad_signature);
+            return;
+        }
+        self.supersede(now, beat.incarnation, out);
+    }
+
+    /// Jumps past incarnation `seen` of an earlier life, persists and
+    /// announces the new one.
+    fn supersede(&mut self, now: Millis, seen: u64, out: &mut Vec<Output>) {
+        let ours = self.own.incarnation();
+        let Some(signed) = self.own.supersede(seen) else {
             return;
         };
         tracing::warn!(
-            seen = %rec.version(),
-            ours = %ours,
-            "saw a record of ourselves from an earlier life; raising the incarnation"
+            seen,
+            ours,
+            "saw a record or heartbeat of ourselves from an earlier life; raising the incarnation"
         );
         bump(&mut self.counters.incarnation_bumps);
         self.set_own(signed);
         let incarnation = self.own.incarnation();
         out.push(Output::Persist(Persist::Incarnation(incarnation)));
         out.push(Output::Event(Event::IncarnationChanged { incarnation }));
-        self.next_heartbeat = now + self.config.heartbeat_interval;
+        // Beat at once, so the new life's liveness spreads with its record.
+        self.next_heartbeat = now;
         self.push_own(out);
     }
 }

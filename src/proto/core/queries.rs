@@ -85,7 +85,7 @@ impl Core {
             since: e.liveness().since(),
             addrs: r.addrs.clone(),
             incarnation: r.incarnation,
-            heartbeat: r.heartbeat,
+            heartbeat: e.beats(),
             roster_epoch: r.roster_epoch,
             rtt: self.peers.link(id).filter(|l| l.is_live()).map(|l| l.rtt),
             links: r.links.len(),

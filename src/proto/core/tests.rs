@@ -4,6 +4,7 @@ use super::*;
 use crate::proto::identity::Identity;
 use crate::proto::membership::config::MembershipConfig;
 use crate::proto::membership::failure::MemberState;
+use crate::proto::membership::heartbeat::SignedHeartbeat;
 use crate::proto::membership::record::{MAX_ADDRS, NodeRecord};
 use crate::proto::membership::record::{SignedRecord, Version};
 use crate::proto::wire::PROTOCOL_VERSION;
@@ -341,6 +342,7 @@ fn gossip_before_hello_malformed_and_oversized_frames_close_only_that_link() {
         DigestEntry {
             id: b,
             version: Version::default(),
+            heartbeat: 0,
         };
         MAX_DIGEST_ENTRIES + 1
     ];
@@ -390,7 +392,7 @@ fn forged_records_are_dropped_and_counted() {
     let record = NodeRecord {
         id: victim.id(),
         incarnation: 1,
-        heartbeat: 1,
+        revision: 1,
         roster_epoch: 0,
         left: false,
         addrs: vec![addr(2)],
@@ -405,7 +407,7 @@ fn forged_records_are_dropped_and_counted() {
     };
     // A valid record, then tampered with.
     let mut tampered = SignedRecord::sign(record, &victim, &net.roster.network_id()).unwrap();
-    Arc::make_mut(&mut tampered.record).heartbeat = 7;
+    Arc::make_mut(&mut tampered.record).revision = 7;
     for rec in [forged, tampered] {
         cores[0].handle(
             Millis(2),
@@ -424,7 +426,7 @@ fn forged_records_are_dropped_and_counted() {
         NodeRecord {
             id: stranger.id(),
             incarnation: 1,
-            heartbeat: 1,
+            revision: 1,
             roster_epoch: 0,
             left: false,
             addrs: vec![],
@@ -455,7 +457,7 @@ fn a_record_from_an_earlier_life_raises_the_incarnation() {
         NodeRecord {
             id: me.id(),
             incarnation: 9,
-            heartbeat: 500,
+            revision: 500,
             roster_epoch: 0,
             left: false,
             addrs: vec![addr(0)],
@@ -487,6 +489,101 @@ fn a_record_from_an_earlier_life_raises_the_incarnation() {
         },
     );
     assert!(!outs.iter().any(|o| matches!(o, Output::Persist(_))));
+    // A heartbeat of a later beat in the current incarnation (an earlier
+    // life that reached incarnation 10 too) raises it again.
+    let beat = SignedHeartbeat::sign(&me, &net.roster.network_id(), 10, 10_000);
+    let outs = cores[0].handle(
+        Millis(4),
+        Input::Frame {
+            from: b,
+            frame: Frame::Ack {
+                records: vec![],
+                heartbeats: vec![beat],
+            },
+        },
+    );
+    assert!(outs.contains(&Output::Persist(Persist::Incarnation(11))));
+    assert_eq!(cores[0].counters().incarnation_bumps, 2);
+}
+
+#[test]
+fn forged_heartbeats_cannot_keep_a_member_alive() {
+    let net = TestNet::new(12, &[1, 1, 1]);
+    let mut cores: Vec<Core> = (0..3).map(|i| core(&net, i, vec![])).collect();
+    connect(&mut cores, Millis(1), 0, 1);
+    let b = cores[1].id();
+    let victim = Identity::from_seed(net.seed_of(2));
+    let nid = net.roster.network_id();
+    let record = cores[2].own_record().clone();
+    let incarnation = record.record.incarnation;
+    let frame = |heartbeats| Input::Frame {
+        from: b,
+        frame: Frame::Ack {
+            records: vec![record.clone()],
+            heartbeats,
+        },
+    };
+    cores[0].handle(Millis(2), frame(vec![]));
+    assert_eq!(
+        cores[0].member_state(&victim.id()),
+        Some(MemberState::Alive)
+    );
+    // b relays beats for the victim: one signed by b, one tampered with.
+    let mallory = Identity::from_seed(net.seed_of(1));
+    let forged = SignedHeartbeat {
+        signature: Sig64(
+            mallory.sign(&crate::proto::membership::heartbeat::sign_bytes(
+                &nid,
+                &victim.id(),
+                incarnation,
+                5,
+            )),
+        ),
+        ..SignedHeartbeat::sign(&victim, &nid, incarnation, 5)
+    };
+    let tampered = SignedHeartbeat {
+        counter: 6,
+        ..SignedHeartbeat::sign(&victim, &nid, incarnation, 1)
+    };
+    // b's own genuine beats keep b itself alive meanwhile.
+    let b_incarnation = cores[1].incarnation();
+    let mut t = 2;
+    let mut k = 0;
+    while t < 30_000 {
+        t += 500;
+        k += 1;
+        let own = SignedHeartbeat::sign(&mallory, &nid, b_incarnation, k);
+        cores[0].handle(Millis(t), frame(vec![forged, tampered, own]));
+        cores[0].handle(Millis(t), Input::Timer(TimerId::Tick));
+    }
+    assert_eq!(cores[0].member_state(&victim.id()), Some(MemberState::Dead));
+    assert_eq!(cores[0].member_state(&b), Some(MemberState::Alive));
+    assert!(cores[0].counters().heartbeats_bad_signature >= 2);
+    assert_eq!(cores[0].counters().heartbeats_applied, k);
+    // A genuine later beat revives it.
+    let genuine = SignedHeartbeat::sign(&victim, &nid, incarnation, 7);
+    cores[0].handle(Millis(t + 1), frame(vec![genuine]));
+    assert_eq!(
+        cores[0].member_state(&victim.id()),
+        Some(MemberState::Alive)
+    );
+    assert_eq!(cores[0].counters().heartbeats_applied, k + 1);
+    // A first-hand Beat must be the sender's own.
+    let outs = cores[0].handle(
+        Millis(t + 2),
+        Input::Frame {
+            from: b,
+            frame: Frame::Beat {
+                heartbeat: SignedHeartbeat::sign(&victim, &nid, incarnation, 8),
+            },
+        },
+    );
+    assert!(
+        goodbye_to(&outs, b)
+            .unwrap()
+            .contains("Beat for another cluster")
+    );
+    assert_eq!(cores[0].counters().heartbeats_applied, k + 1);
 }
 
 #[test]

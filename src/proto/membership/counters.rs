@@ -77,6 +77,14 @@ pub struct Counters {
     pub records_not_member: u64,
     /// Records of new clusters dropped because the table is full.
     pub records_table_full: u64,
+    /// Heartbeats accepted (a newer beat stored).
+    pub heartbeats_applied: u64,
+    /// Heartbeats not newer than what we hold, or of an incarnation whose
+    /// record we do not hold (not verified).
+    pub heartbeats_stale: u64,
+    /// Heartbeats whose signature does not verify (forged or corrupted), or
+    /// whose owner has no valid key here.
+    pub heartbeats_bad_signature: u64,
     /// Signatures checked with `verify_strict`.
     pub signatures_verified: u64,
     /// Signature checks answered by the cache.

@@ -1,10 +1,13 @@
-//! This node's own record: its incarnation and heartbeat counters, the
-//! links it publishes, and the re-signing that every change needs.
+//! This node's own record and heartbeat: its incarnation, revision and
+//! heartbeat counters, the links it publishes, and the re-signing that every
+//! change needs. A heartbeat signs three integers; the record is re-signed
+//! (and its revision bumped) only when its content changes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::heartbeat::SignedHeartbeat;
 use super::record::{LinkInfo, MAX_LINKS, NodeRecord, RecordError, SignedRecord, Version};
 use crate::proto::bytes32::NetworkId;
 use crate::proto::identity::{ClusterId, Identity};
@@ -22,10 +25,11 @@ pub struct OwnRecord {
     identity: Arc<Identity>,
     network_id: NetworkId,
     record: NodeRecord,
+    beats: u64,
 }
 
 impl OwnRecord {
-    /// Incarnation `previous_incarnation + 1`, heartbeat 0, no links; returns
+    /// Incarnation `previous_incarnation + 1`, revision 0, no links; returns
     /// the state and its first signed record. `None` if the incarnation
     /// counter is exhausted.
     pub fn new(
@@ -39,7 +43,7 @@ impl OwnRecord {
         let record = NodeRecord {
             id: identity.id(),
             incarnation,
-            heartbeat: 0,
+            revision: 0,
             roster_epoch,
             left: false,
             // Only IP and port are advertised (and signed).
@@ -54,6 +58,7 @@ impl OwnRecord {
             identity,
             network_id,
             record,
+            beats: 0,
         };
         Some(own.sign().map(|signed| (own, signed)))
     }
@@ -82,14 +87,20 @@ impl OwnRecord {
         self.record.left
     }
 
-    /// Bumps the heartbeat and re-signs. `links` are the live links with
-    /// their RTT; they replace the published ones only if the set changed or
-    /// an RTT moved by more than a quarter (and a millisecond), so that RTT
-    /// noise does not make every heartbeat a content change.
+    /// The number of heartbeats signed in this incarnation.
+    pub fn beats(&self) -> u64 {
+        self.beats
+    }
+
+    /// Signs the next heartbeat, and a new record revision if the links
+    /// changed. `links` are the live links with their RTT; they replace the
+    /// published ones only if the set changed or an RTT moved by more than a
+    /// quarter (and a millisecond), so that RTT noise does not make every
+    /// heartbeat a content change.
     pub fn heartbeat(
         &mut self,
         links: impl IntoIterator<Item = (ClusterId, Duration)>,
-    ) -> Result<SignedRecord, RecordError> {
+    ) -> (Option<Result<SignedRecord, RecordError>>, SignedHeartbeat) {
         let mut current: Vec<(ClusterId, Duration)> = links.into_iter().collect();
         current.sort_by_key(|(id, _)| *id);
         if current.len() > MAX_LINKS {
@@ -104,26 +115,36 @@ impl OwnRecord {
                 rtt_micros: u32::try_from(duration_micros(rtt)).unwrap_or(u32::MAX),
             })
             .collect();
-        if links_changed(&self.record.links, &links) {
+        let record = links_changed(&self.record.links, &links).then(|| {
             self.record.links = links;
-        }
-        self.record.heartbeat = self.record.heartbeat.saturating_add(1);
-        self.sign()
+            self.record.revision = self.record.revision.saturating_add(1);
+            self.sign()
+        });
+        self.beats = self.beats.saturating_add(1);
+        let beat = SignedHeartbeat::sign(
+            &self.identity,
+            &self.network_id,
+            self.record.incarnation,
+            self.beats,
+        );
+        (record, beat)
     }
 
     /// The final record of this incarnation, announcing the departure.
     pub fn leave(&mut self) -> Result<SignedRecord, RecordError> {
         self.record.left = true;
-        self.record.heartbeat = self.record.heartbeat.saturating_add(1);
+        self.record.revision = self.record.revision.saturating_add(1);
         self.sign()
     }
 
-    /// A record of ourselves from an earlier life at version `seen` was
-    /// gossiped: jump to incarnation `seen + 1` (heartbeat 0) so that our
-    /// record supersedes it everywhere. `None` if the counter is exhausted.
-    pub fn supersede(&mut self, seen: Version) -> Option<Result<SignedRecord, RecordError>> {
-        self.record.incarnation = seen.incarnation.checked_add(1)?;
-        self.record.heartbeat = 0;
+    /// A record or heartbeat of ourselves from an earlier life at
+    /// incarnation `seen` was gossiped: jump to incarnation `seen + 1`
+    /// (revision and heartbeats 0) so that our record supersedes it
+    /// everywhere. `None` if the counter is exhausted.
+    pub fn supersede(&mut self, seen: u64) -> Option<Result<SignedRecord, RecordError>> {
+        self.record.incarnation = seen.checked_add(1)?;
+        self.record.revision = 0;
+        self.beats = 0;
         Some(self.sign())
     }
 }
@@ -163,23 +184,29 @@ mod tests {
             first.version(),
             Version {
                 incarnation: 5,
-                heartbeat: 0
+                revision: 0
             }
         );
         assert_eq!(first.record.addrs[0].to_string(), "[fe80::1]:7000");
         let p = ClusterId([9; 32]);
         let ms = Duration::from_millis;
-        let r = o.heartbeat([(p, ms(10))]).unwrap();
+        let (r, beat) = o.heartbeat([(p, ms(10))]);
+        let r = r.unwrap().unwrap();
         assert_eq!(r.record.links[0].rtt_micros, 10_000);
-        let r = o.heartbeat([(p, ms(12))]).unwrap();
-        assert_eq!(r.record.links[0].rtt_micros, 10_000, "20% is noise");
-        let r = o.heartbeat([(p, ms(13))]).unwrap();
+        assert_eq!(r.version().revision, 1);
+        assert_eq!((beat.incarnation, beat.counter), (5, 1));
+        let (r, beat) = o.heartbeat([(p, ms(12))]);
+        assert!(r.is_none(), "20% is noise: no new revision");
+        assert_eq!(beat.counter, 2);
+        let (r, _) = o.heartbeat([(p, ms(13))]);
+        let r = r.unwrap().unwrap();
         assert_eq!(r.record.links[0].rtt_micros, 13_000);
-        assert_eq!(r.version().heartbeat, 3);
-        let r = o.heartbeat([]).unwrap();
-        assert!(r.record.links.is_empty());
+        assert_eq!(r.version().revision, 2);
+        assert_eq!(o.beats(), 3);
+        let (r, _) = o.heartbeat([]);
+        assert!(r.unwrap().unwrap().record.links.is_empty());
         let many = (0..=MAX_LINKS).map(|i| (ClusterId([i as u8; 32]), ms(i as u64 + 1)));
-        let r = o.heartbeat(many).unwrap();
+        let r = o.heartbeat(many).0.unwrap().unwrap();
         assert_eq!(r.record.links.len(), MAX_LINKS);
         assert!(r.record.validate().is_ok());
         assert!(r.record.links.iter().all(|l| l.rtt_micros <= 64_000));
@@ -188,31 +215,20 @@ mod tests {
     #[test]
     fn leave_and_supersede() {
         let (mut o, _) = own();
-        let r = o
-            .supersede(Version {
-                incarnation: 9,
-                heartbeat: 77,
-            })
-            .unwrap()
-            .unwrap();
+        o.heartbeat([]);
+        let r = o.supersede(9).unwrap().unwrap();
         assert_eq!(
             r.version(),
             Version {
                 incarnation: 10,
-                heartbeat: 0
+                revision: 0
             }
         );
-        assert_eq!(o.incarnation(), 10);
+        assert_eq!((o.incarnation(), o.beats()), (10, 0));
         let r = o.leave().unwrap();
         assert!(r.record.left && o.has_left());
-        assert_eq!(r.version().heartbeat, 1);
-        assert!(
-            o.supersede(Version {
-                incarnation: u64::MAX,
-                heartbeat: 0
-            })
-            .is_none()
-        );
+        assert_eq!(r.version().revision, 1);
+        assert!(o.supersede(u64::MAX).is_none());
     }
 
     #[test]

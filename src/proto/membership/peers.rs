@@ -615,7 +615,7 @@ mod tests {
             let record = NodeRecord {
                 id: who.id(),
                 incarnation: 1,
-                heartbeat: 1,
+                revision: 1,
                 roster_epoch: 0,
                 left: false,
                 addrs: vec![SocketAddr::from(([10, 0, 0, i as u8 + 1], 7000))],

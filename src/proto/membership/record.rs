@@ -1,12 +1,15 @@
 //! Node records: the one signed, versioned statement each cluster makes about
-//! itself (addresses, links with RTT, hosted queues, roster epoch). Only the
+//! itself (addresses, links with RTT, hosted queues, roster epoch). A record
+//! is re-signed only when its content changes (its `revision` then grows);
+//! liveness travels separately in small signed heartbeats
+//! ([`super::heartbeat`]). Only the
 //! owner can produce a valid record; relays forward records unchanged and
 //! cannot forge them, because verifiers rebuild the signed bytes from the
 //! decoded fields and check the owner's signature with `verify_strict`.
 //!
 //! Sign bytes (big-endian, every count a `u32`):
 //! `tag_len:u8=17 | "fedmesh/record/v1" | network_id:32 | id:32 | incarnation:u64 |
-//! heartbeat:u64 | roster_epoch:u64 | status:u8 (0 alive, 1 left) |
+//! revision:u64 | roster_epoch:u64 | status:u8 (0 alive, 1 left) |
 //! addr_count | addr* | link_count | link* | queue_count | queue*`
 //! where `addr = family:u8 (4 or 6) | ip:4 or 16 | port:u16`,
 //! `link = peer:32 | rtt_micros:u32` and `queue = name:str16`.
@@ -37,7 +40,7 @@ pub const MAX_LINKS: usize = 64;
 pub const MAX_QUEUES: usize = 32;
 
 /// A record's version: records of one cluster are ordered by incarnation,
-/// then heartbeat. The field order makes the derived `Ord` exactly that.
+/// then revision. The field order makes the derived `Ord` exactly that.
 #[derive(
     Debug,
     Clone,
@@ -54,13 +57,13 @@ pub const MAX_QUEUES: usize = 32;
 pub struct Version {
     /// Bumped every time the cluster restarts.
     pub incarnation: u64,
-    /// Bumped every heartbeat interval within one incarnation.
-    pub heartbeat: u64,
+    /// Bumped every time the content changes within one incarnation.
+    pub revision: u64,
 }
 
 impl std::fmt::Display for Version {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.incarnation, self.heartbeat)
+        write!(f, "{}.{}", self.incarnation, self.revision)
     }
 }
 
@@ -80,8 +83,8 @@ pub struct NodeRecord {
     pub id: ClusterId,
     /// The owner's incarnation (bumped on every restart).
     pub incarnation: u64,
-    /// The owner's heartbeat counter within this incarnation.
-    pub heartbeat: u64,
+    /// The owner's content revision within this incarnation (starts at 0).
+    pub revision: u64,
     /// The roster epoch the owner holds.
     pub roster_epoch: u64,
     /// The owner announced a graceful departure; this is its final record
@@ -140,7 +143,7 @@ impl NodeRecord {
     pub fn version(&self) -> Version {
         Version {
             incarnation: self.incarnation,
-            heartbeat: self.heartbeat,
+            revision: self.revision,
         }
     }
 
@@ -177,8 +180,7 @@ impl NodeRecord {
         Ok(())
     }
 
-    /// True if both records say the same thing apart from the heartbeat
-    /// (a heartbeat-only change is not news worth pushing eagerly).
+    /// True if both records say the same thing apart from the revision.
     pub fn same_content(&self, other: &NodeRecord) -> bool {
         self.id == other.id
             && self.incarnation == other.incarnation
@@ -199,7 +201,7 @@ impl NodeRecord {
             .raw(&network_id.0)
             .raw(&self.id.0)
             .u64(self.incarnation)
-            .u64(self.heartbeat)
+            .u64(self.revision)
             .u64(self.roster_epoch)
             .u8(u8::from(self.left))
             .u32(count(self.addrs.len()));
@@ -231,7 +233,7 @@ impl NodeRecord {
         let network_id = NetworkId(r.array()?);
         let id = ClusterId(r.array()?);
         let incarnation = r.u64()?;
-        let heartbeat = r.u64()?;
+        let revision = r.u64()?;
         let roster_epoch = r.u64()?;
         let left = match r.u8()? {
             0 => false,
@@ -285,7 +287,7 @@ impl NodeRecord {
         let record = NodeRecord {
             id,
             incarnation,
-            heartbeat,
+            revision,
             roster_epoch,
             left,
             addrs,
@@ -441,7 +443,7 @@ mod tests {
         NodeRecord {
             id: identity.id(),
             incarnation: 3,
-            heartbeat: 41,
+            revision: 41,
             roster_epoch: 0,
             left: false,
             addrs: vec![
@@ -485,7 +487,7 @@ mod tests {
         let key = me.id().verifying_key().unwrap();
         let signed = SignedRecord::sign(record(&me), &me, &net()).unwrap();
         let mut bumped = signed.clone();
-        Arc::make_mut(&mut bumped.record).heartbeat += 1;
+        Arc::make_mut(&mut bumped.record).revision += 1;
         assert_eq!(
             bumped.verify(&net(), &key, None),
             Err(RecordError::BadSignature(me.id()))
@@ -555,17 +557,17 @@ mod tests {
     }
 
     #[test]
-    fn version_orders_by_incarnation_then_heartbeat() {
-        let v = |incarnation, heartbeat| Version {
+    fn version_orders_by_incarnation_then_revision() {
+        let v = |incarnation, revision| Version {
             incarnation,
-            heartbeat,
+            revision,
         };
         assert!(v(2, 0) > v(1, 999));
         assert!(v(1, 5) > v(1, 4));
         let me = Identity::from_seed([1; 32]);
         let a = record(&me);
         let mut b = a.clone();
-        b.heartbeat += 10;
+        b.revision += 10;
         assert!(a.same_content(&b));
         b.links.pop();
         assert!(!a.same_content(&b));

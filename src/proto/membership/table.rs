@@ -1,9 +1,10 @@
-//! The member table: the latest verified record of every known cluster
-//! (including this node's own), with its liveness. Dead members stay as
-//! tombstones until the TTL: they are never gossiped, and only a strictly
-//! newer version (a later heartbeat, proof the owner outlived our verdict,
-//! or a new incarnation) brings them back, so a stale copy relayed by a
-//! laggard cannot resurrect them.
+//! The member table: the latest verified record and heartbeat of every
+//! known cluster (including this node's own), with its liveness. Dead
+//! members stay as tombstones until the TTL: they are never gossiped, and
+//! only a later heartbeat (proof the owner outlived our verdict) or a new
+//! incarnation brings them back, so a stale copy relayed by a laggard cannot
+//! resurrect them. A newer revision of a record updates its content but says
+//! nothing about liveness.
 //!
 //! Iteration is in id order (a `BTreeMap`), so every decision built on it is
 //! reproducible from the RNG seed.
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use super::config::MembershipConfig;
 use super::event::Event;
 use super::failure::{Liveness, MemberState, Transition};
+use super::heartbeat::SignedHeartbeat;
 use super::record::{SignedRecord, Version};
 use crate::proto::identity::ClusterId;
 use crate::proto::time::Millis;
@@ -23,6 +25,7 @@ use crate::proto::wire::DigestEntry;
 pub struct Entry {
     record: SignedRecord,
     wire_len: usize,
+    beat: Option<SignedHeartbeat>,
     liveness: Liveness,
     first_seen: Millis,
 }
@@ -36,6 +39,33 @@ impl Entry {
     /// Its version.
     pub fn version(&self) -> Version {
         self.record.version()
+    }
+
+    /// The latest verified heartbeat of the record's incarnation, if any.
+    pub fn beat(&self) -> Option<&SignedHeartbeat> {
+        self.beat.as_ref()
+    }
+
+    /// The latest heartbeat counter (0 before the first heartbeat).
+    pub fn beats(&self) -> u64 {
+        self.beat.map_or(0, |b| b.counter)
+    }
+
+    /// This entry as a digest line.
+    pub fn digest_entry(&self) -> DigestEntry {
+        DigestEntry {
+            id: self.record.id(),
+            version: self.version(),
+            heartbeat: self.beats(),
+        }
+    }
+
+    /// True if our heartbeat is newer than what `held` says the other side holds.
+    pub fn beat_newer_than(&self, held: &DigestEntry) -> bool {
+        self.beat.is_some_and(|b| {
+            b.incarnation > held.version.incarnation
+                || (b.incarnation == held.version.incarnation && b.counter > held.heartbeat)
+        })
     }
 
     /// The member's state.
@@ -63,8 +93,8 @@ impl Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// The record is news about the member's existence (a new member, a new
-    /// incarnation, a revival or a departure): worth an eager push. A
-    /// heartbeat or a content change (links, addresses, queues) is not:
+    /// incarnation or a departure): worth an eager push. A content change
+    /// (links, addresses, queues) is not:
     /// anti-entropy spreads those within a few rounds, and relaying every
     /// link change would flood the mesh.
     pub fresh: bool,
@@ -88,6 +118,7 @@ impl MemberTable {
         let own = Entry {
             wire_len: own.record.wire_len_bound(),
             record: own,
+            beat: None,
             liveness: Liveness::alive(now, window),
             first_seen: now,
         };
@@ -109,10 +140,19 @@ impl MemberTable {
         &self.own.record
     }
 
-    /// Replaces this node's own record.
+    /// Replaces this node's own record (a new incarnation forgets the
+    /// heartbeat of the old one).
     pub fn set_own(&mut self, own: SignedRecord) {
+        if own.record.incarnation != self.own.record.record.incarnation {
+            self.own.beat = None;
+        }
         self.own.wire_len = own.record.wire_len_bound();
         self.own.record = own;
+    }
+
+    /// Replaces this node's own heartbeat.
+    pub fn set_own_beat(&mut self, beat: SignedHeartbeat) {
+        self.own.beat = Some(beat);
     }
 
     /// The entry of `id` (this node's own included).
@@ -158,11 +198,43 @@ impl MemberTable {
     pub fn digest(&self) -> Vec<DigestEntry> {
         self.iter()
             .filter(|(_, e)| e.state() != MemberState::Dead)
-            .map(|(id, e)| DigestEntry {
-                id: *id,
-                version: e.version(),
-            })
+            .map(|(_, e)| e.digest_entry())
             .collect()
+    }
+
+    /// True if `beat` is newer than the heartbeat we hold for the record of
+    /// the same incarnation (tombstones included), i.e. worth verifying. A
+    /// beat of an incarnation whose record we do not hold is useless: the
+    /// record comes with anti-entropy, and its beats after it.
+    pub fn beat_is_newer(&self, beat: &SignedHeartbeat) -> bool {
+        self.get(&beat.id).is_some_and(|e| {
+            e.record.record.incarnation == beat.incarnation
+                && beat.counter > e.beats()
+                && e.state() != MemberState::Left
+        })
+    }
+
+    /// Stores a verified heartbeat that [`Self::beat_is_newer`] accepted:
+    /// feeds the failure detector, and revives a tombstone.
+    pub fn apply_beat(&mut self, beat: SignedHeartbeat, now: Millis) -> Option<Event> {
+        let id = beat.id;
+        if id == self.local || !self.beat_is_newer(&beat) {
+            return None;
+        }
+        let e = self.entries.get_mut(&id)?;
+        e.beat = Some(beat);
+        if e.state() == MemberState::Dead {
+            e.liveness = Liveness::alive(now, self.window);
+            e.first_seen = now;
+            return Some(Event::MemberUp {
+                id,
+                incarnation: beat.incarnation,
+            });
+        }
+        match e.liveness.heartbeat(now) {
+            Some(Transition::Recovered) => Some(Event::MemberRecovered { id }),
+            _ => None,
+        }
     }
 
     /// Stores a verified record that [`Self::is_newer`] accepted.
@@ -194,6 +266,7 @@ impl MemberTable {
                 Entry {
                     record: rec,
                     wire_len,
+                    beat: None,
                     liveness,
                     first_seen: now,
                 },
@@ -204,20 +277,19 @@ impl MemberTable {
             return none;
         }
         let prev = e.state();
-        let gone = matches!(prev, MemberState::Dead | MemberState::Left);
-        let fresh = gone || left || incarnation != e.record.record.incarnation;
+        let reborn = incarnation != e.record.record.incarnation;
+        let fresh = left || reborn;
         let event = if left {
             e.liveness = Liveness::left(now, self.window);
             (prev != MemberState::Left).then_some(Event::MemberLeft { id })
-        } else if gone || incarnation != e.record.record.incarnation {
+        } else if reborn {
+            e.beat = None;
             e.liveness = Liveness::alive(now, self.window);
             e.first_seen = now;
             Some(Event::MemberUp { id, incarnation })
         } else {
-            match e.liveness.heartbeat(now) {
-                Some(Transition::Recovered) => Some(Event::MemberRecovered { id }),
-                _ => None,
-            }
+            // A new revision: content only.
+            None
         };
         e.record = rec;
         e.wire_len = wire_len;
@@ -295,22 +367,30 @@ mod tests {
     use crate::proto::membership::record::NodeRecord;
     use std::time::Duration;
 
-    fn rec(who: &Identity, incarnation: u64, heartbeat: u64, left: bool) -> SignedRecord {
+    fn net() -> NetworkId {
+        NetworkId([1; 32])
+    }
+
+    fn rec(who: &Identity, incarnation: u64, revision: u64, left: bool) -> SignedRecord {
         let record = NodeRecord {
             id: who.id(),
             incarnation,
-            heartbeat,
+            revision,
             roster_epoch: 0,
             left,
             addrs: vec![],
             links: vec![],
             queues: vec![],
         };
-        SignedRecord::sign(record, who, &NetworkId([1; 32])).unwrap()
+        SignedRecord::sign(record, who, &net()).unwrap()
+    }
+
+    fn beat(who: &Identity, incarnation: u64, counter: u64) -> SignedHeartbeat {
+        SignedHeartbeat::sign(who, &net(), incarnation, counter)
     }
 
     #[test]
-    fn tombstones_block_stale_records_but_not_newer_ones() {
+    fn tombstones_block_stale_beats_but_not_newer_ones() {
         let cfg = MembershipConfig::default();
         let me = Identity::from_seed([1; 32]);
         let other = Identity::from_seed([2; 32]);
@@ -318,9 +398,9 @@ mod tests {
         let a = t.apply(rec(&other, 1, 5, false), Millis(0));
         assert!(a.fresh);
         assert!(matches!(a.event, Some(Event::MemberUp { .. })));
-        // Heartbeat only: not fresh, no event.
+        // A new revision: content only, not fresh, no event.
         assert!(t.is_newer(&other.id(), rec(&other, 1, 6, false).version()));
-        let a = t.apply(rec(&other, 1, 6, false), Millis(1000));
+        let a = t.apply(rec(&other, 1, 6, false), Millis(500));
         assert_eq!(
             a,
             Applied {
@@ -328,6 +408,13 @@ mod tests {
                 event: None
             }
         );
+        // Beats of another incarnation or not newer are useless.
+        assert!(!t.beat_is_newer(&beat(&other, 2, 1)));
+        assert!(t.beat_is_newer(&beat(&other, 1, 1)));
+        assert_eq!(t.apply_beat(beat(&other, 1, 1), Millis(1000)), None);
+        assert!(!t.beat_is_newer(&beat(&other, 1, 1)));
+        let d = t.get(&other.id()).unwrap().digest_entry();
+        assert_eq!((d.version.revision, d.heartbeat), (6, 1));
         // Silence: suspect, then dead.
         let (mut ev, mut died) = (vec![], vec![]);
         for s in 2..=20 {
@@ -336,11 +423,13 @@ mod tests {
         assert_eq!(died, vec![other.id()]);
         assert_eq!(t.get(&other.id()).unwrap().state(), MemberState::Dead);
         assert!(t.digest().iter().all(|d| d.id != other.id()));
-        // A stale or equal copy is not newer; a later heartbeat revives.
-        assert!(!t.is_newer(&other.id(), rec(&other, 1, 6, false).version()));
+        // A stale beat or a newer revision does not revive; a later beat does.
+        assert!(!t.beat_is_newer(&beat(&other, 1, 1)));
         let a = t.apply(rec(&other, 1, 7, false), Millis(21_000));
-        assert!(a.fresh);
-        assert!(matches!(a.event, Some(Event::MemberUp { .. })));
+        assert_eq!(a.event, None);
+        assert_eq!(t.get(&other.id()).unwrap().state(), MemberState::Dead);
+        let ev = t.apply_beat(beat(&other, 1, 2), Millis(21_000));
+        assert!(matches!(ev, Some(Event::MemberUp { .. })));
         assert_eq!(t.get(&other.id()).unwrap().state(), MemberState::Alive);
     }
 
@@ -351,6 +440,7 @@ mod tests {
         let other = Identity::from_seed([2; 32]);
         let mut t = MemberTable::new(rec(&me, 1, 1, false), Millis(0), cfg.phi_window);
         t.apply(rec(&other, 1, 5, false), Millis(0));
+        t.apply_beat(beat(&other, 1, 9), Millis(5));
         let a = t.apply(rec(&other, 2, 0, false), Millis(10));
         assert_eq!(
             a.event,
@@ -359,9 +449,18 @@ mod tests {
                 incarnation: 2
             })
         );
+        assert_eq!(
+            t.get(&other.id()).unwrap().beats(),
+            0,
+            "a new life starts over"
+        );
         let a = t.apply(rec(&other, 2, 1, true), Millis(20));
         assert_eq!(a.event, Some(Event::MemberLeft { id: other.id() }));
         assert!(a.fresh);
+        assert!(
+            !t.beat_is_newer(&beat(&other, 2, 1)),
+            "no beats after leaving"
+        );
         assert_eq!(t.digest().len(), 2, "departures are still gossiped");
         let mut ev = vec![];
         t.expire(Millis(20) + Duration::from_secs(59), cfg.dead_ttl, &mut ev);
@@ -372,6 +471,11 @@ mod tests {
         // Our own id is never overwritten through gossip.
         let a = t.apply(rec(&me, 9, 9, false), Millis(30));
         assert!(!a.fresh);
+        assert_eq!(t.apply_beat(beat(&me, 1, 5), Millis(30)), None);
         assert_eq!(t.get(&me.id()).unwrap().version().incarnation, 1);
+        t.set_own_beat(beat(&me, 1, 3));
+        assert_eq!(t.get(&me.id()).unwrap().beats(), 3);
+        t.set_own(rec(&me, 2, 0, false));
+        assert_eq!(t.get(&me.id()).unwrap().beats(), 0);
     }
 }
