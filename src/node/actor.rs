@@ -17,7 +17,7 @@ use crate::http::metrics::{
 use crate::net::{Link, LinkEvent, NetError, Priority, Transport};
 use crate::node::links::{Admit, Links};
 use crate::node::snapshot::{record_gauges, snapshot};
-use crate::proto::core::{Command, Core, Input, Output, Persist, TimerId};
+use crate::proto::core::{Command, Core, Delivery, Input, Output, Persist, TimerId};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::event::Event;
 use crate::proto::time::Millis;
@@ -27,6 +27,8 @@ use crate::proto::wire;
 pub enum Request {
     /// Leave gracefully, then stop; answered when done.
     Shutdown(oneshot::Sender<()>),
+    /// Hand a command to the core.
+    Command(Command),
 }
 
 /// A connection attempt's outcome, from the accept loop or a dial task.
@@ -55,6 +57,7 @@ pub struct Actor {
     pub(crate) dialed: mpsc::Receiver<Dialed>,
     pub(crate) requests: mpsc::Receiver<Request>,
     pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) deliveries: broadcast::Sender<Delivery>,
     pub(crate) status: watch::Sender<StatusSnapshot>,
     pub(crate) pinned: HashMap<SocketAddr, ClusterId>,
     pub(crate) data_dir: PathBuf,
@@ -101,7 +104,14 @@ impl Actor {
                     self.on_tick().await;
                 }
                 req = self.requests.recv() => {
-                    let done = req.map(|Request::Shutdown(done)| done);
+                    let done = match req {
+                        Some(Request::Command(c)) => {
+                            self.input(Input::Command(c)).await;
+                            continue;
+                        }
+                        Some(Request::Shutdown(done)) => Some(done),
+                        None => None,
+                    };
                     self.leave().await;
                     if let Some(done) = done {
                         let _ = done.send(());
@@ -274,6 +284,10 @@ impl Actor {
                     if let Err(e) = crate::store::state::store_incarnation(&self.data_dir, n) {
                         tracing::error!(error = %e, "cannot persist the incarnation");
                     }
+                }
+                Output::Deliver(d) => {
+                    tracing::debug!(delivery = ?d, "routed");
+                    let _ = self.deliveries.send(d);
                 }
             }
         }

@@ -25,9 +25,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, NodeConfig};
-use crate::http::{LinkStatus, MemberStatus, StatusSnapshot};
+use crate::http::{LinkStatus, MemberStatus, RouteStatus, StatusSnapshot};
 use crate::net::{FaultControl, NetError, Transport, TransportOptions};
-use crate::proto::core::{Core, CoreError};
+use crate::proto::core::{Command, Core, CoreError, Delivery};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::config::MembershipConfig as CoreMembershipConfig;
 use crate::proto::membership::event::Event;
@@ -154,9 +154,10 @@ impl Node {
             0,
         ));
         let (events, _) = broadcast::channel(1024);
+        let (deliveries, _) = broadcast::channel(4096);
         let (link_events_tx, link_events) = mpsc::channel(4096);
         let (dialed_tx, dialed) = mpsc::channel(256);
-        let (requests_tx, requests) = mpsc::channel(4);
+        let (requests_tx, requests) = mpsc::channel(256);
 
         let accept_transport = transport.clone();
         let accept_tx = dialed_tx.clone();
@@ -193,6 +194,7 @@ impl Node {
             dialed,
             requests,
             events: events.clone(),
+            deliveries: deliveries.clone(),
             status: status_tx,
             pinned,
             data_dir: config.data_dir.clone(),
@@ -208,6 +210,7 @@ impl Node {
             admin,
             status: status_rx,
             events,
+            deliveries,
             requests: requests_tx,
             task,
             accept,
@@ -224,6 +227,7 @@ pub struct NodeHandle {
     admin: Option<SocketAddr>,
     status: watch::Receiver<StatusSnapshot>,
     events: broadcast::Sender<Event>,
+    deliveries: broadcast::Sender<Delivery>,
     requests: mpsc::Sender<Request>,
     task: JoinHandle<()>,
     accept: JoinHandle<()>,
@@ -268,6 +272,25 @@ impl NodeHandle {
     /// Membership events from now on.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The route to every reachable cluster (as of the latest status).
+    pub fn routes(&self) -> Vec<RouteStatus> {
+        self.status().routes
+    }
+
+    /// Routed deliveries (probes received, acks, expiries) from now on.
+    pub fn deliveries(&self) -> broadcast::Receiver<Delivery> {
+        self.deliveries.subscribe()
+    }
+
+    /// Sends an at-least-once test probe to `dst` over the best route; its
+    /// outcome arrives on [`Self::deliveries`]. False if the node stopped.
+    pub async fn send_probe(&self, dst: ClusterId, id: u64, body: Vec<u8>) -> bool {
+        self.requests
+            .send(Request::Command(Command::SendProbe { dst, id, body }))
+            .await
+            .is_ok()
     }
 
     /// The fault injector under this node's socket, if it was started with one.

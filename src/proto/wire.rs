@@ -16,6 +16,7 @@
 use crate::proto::bytes32::NetworkId;
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::record::{SignedRecord, Version};
+use crate::proto::topology::routed::{Routed, RoutedError};
 
 /// The membership protocol version spoken by this build.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -149,6 +150,9 @@ pub enum Frame {
         /// The leaving cluster's signed final record.
         record: SignedRecord,
     },
+    /// A message travelling hop by hop to a cluster that may not be a
+    /// direct neighbour (see [`crate::proto::topology`]).
+    Routed(Routed),
 }
 
 /// The kinds of [`Frame`], for counters.
@@ -170,11 +174,13 @@ pub enum FrameKind {
     Records,
     /// [`Frame::Leave`].
     Leave,
+    /// [`Frame::Routed`].
+    Routed,
 }
 
 impl FrameKind {
     /// Number of kinds.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// Every kind, in declaration order.
     pub const ALL: [FrameKind; FrameKind::COUNT] = [
         FrameKind::Hello,
@@ -185,6 +191,7 @@ impl FrameKind {
         FrameKind::Ack,
         FrameKind::Records,
         FrameKind::Leave,
+        FrameKind::Routed,
     ];
 
     /// A stable lowercase name (metrics labels).
@@ -198,6 +205,7 @@ impl FrameKind {
             FrameKind::Ack => "ack",
             FrameKind::Records => "records",
             FrameKind::Leave => "leave",
+            FrameKind::Routed => "routed",
         }
     }
 
@@ -234,6 +242,9 @@ pub enum FrameError {
     /// The frame could not be encoded (a bug: frames are plain data).
     #[error("unencodable frame: {0}")]
     Encode(String),
+    /// A routed message breaks a bound (hop budget, path, payload).
+    #[error("routed frame: {0}")]
+    Routed(RoutedError),
 }
 
 fn bound(field: &'static str, len: usize, max: usize) -> Result<(), FrameError> {
@@ -256,6 +267,7 @@ impl Frame {
             Frame::Ack { .. } => FrameKind::Ack,
             Frame::Records { .. } => FrameKind::Records,
             Frame::Leave { .. } => FrameKind::Leave,
+            Frame::Routed(_) => FrameKind::Routed,
         }
     }
 
@@ -273,6 +285,7 @@ impl Frame {
             Frame::Ack { records } | Frame::Records { records } => {
                 bound("records", records.len(), MAX_RECORDS_PER_FRAME)
             }
+            Frame::Routed(r) => r.check_bounds().map_err(FrameError::Routed),
         }
     }
 
@@ -383,6 +396,14 @@ mod tests {
             },
             Frame::Records { records: vec![] },
             Frame::Leave { record: signed() },
+            Frame::Routed(Routed::new(
+                ClusterId([1; 32]),
+                ClusterId([2; 32]),
+                crate::proto::topology::RoutedPayload::Probe {
+                    id: 7,
+                    body: vec![1, 2, 3],
+                },
+            )),
         ];
         for f in frames {
             assert_eq!(decode(&encode(&f).unwrap()).unwrap(), f);

@@ -145,6 +145,7 @@ impl Core {
                 self.peers.close(&from, now);
                 self.apply_records(now, from, vec![record], true, out);
             }
+            Frame::Routed(msg) => self.on_routed(now, from, msg, out),
         }
     }
 
