@@ -31,6 +31,7 @@ use crate::proto::core::{Command, Core, CoreError, Delivery};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::config::MembershipConfig as CoreMembershipConfig;
 use crate::proto::membership::event::Event;
+use crate::proto::topology::LinkPolicy;
 use crate::store::genesis::{GenesisError, load_roster_file};
 use crate::store::keys::{KeyFileError, load_identity, load_tls_material};
 use crate::store::state::{StateError, load_incarnation};
@@ -118,6 +119,7 @@ impl Node {
         };
 
         let m = &config.membership;
+        let defaults = CoreMembershipConfig::default();
         let membership = CoreMembershipConfig {
             gossip_interval: m.gossip_interval(),
             fanout: m.fanout,
@@ -126,8 +128,16 @@ impl Node {
             suspect_timeout: m.suspect_timeout(),
             dead_ttl: m.dead_ttl(),
             degree: m.max_links,
+            // Keep the core's ratios valid for any degree from 1 to 1024.
+            max_degree: defaults.max_degree.max(m.max_links),
+            far_links: defaults.far_links.min(m.max_links - 1),
+            max_links: defaults.max_links.max(m.max_links),
+            max_connections: defaults.max_connections.max(m.max_links),
             open: config.open,
-            ..CoreMembershipConfig::default()
+            link_policy: LinkPolicy {
+                allowed_peers: m.resolve_allowed_peers(&roster)?,
+            },
+            ..defaults
         };
         let seeds: Vec<SocketAddr> = config.seeds.iter().map(|s| s.addr).collect();
         let pinned: HashMap<SocketAddr, ClusterId> = config
