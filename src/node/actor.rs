@@ -65,6 +65,8 @@ pub struct Actor {
     pub(crate) timer: Option<Millis>,
     /// Links being closed after their last frames drain.
     pub(crate) closing: Vec<tokio::task::JoinHandle<()>>,
+    /// Route recomputations already published in the status.
+    pub(crate) routes_seen: u64,
 }
 
 /// An error with its causes, for log lines that must say why.
@@ -291,7 +293,9 @@ impl Actor {
                 }
             }
         }
-        if membership_changed {
+        let routes = self.core.routing_counters().recomputations;
+        if membership_changed || routes != self.routes_seen {
+            self.routes_seen = routes;
             self.publish_status();
         }
     }

@@ -211,6 +211,7 @@ impl Node {
             started,
             timer: None,
             closing: Vec::new(),
+            routes_seen: 0,
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");

@@ -251,6 +251,25 @@ impl Sim {
         }
     }
 
+    /// Cuts the link between `a` and `b` alone: their connection breaks
+    /// silently (both notice after the idle timeout) and they cannot
+    /// reconnect until [`Self::restore_link`].
+    pub fn cut_link(&mut self, a: usize, b: usize) {
+        self.net.block(a, b, true);
+        let (x, y) = (a.min(b), a.max(b));
+        let cut = self.net.break_where(|p, q| (p, q) == (x, y));
+        let at = self.now + self.config.idle_timeout;
+        for (p, q, conn) in cut {
+            self.schedule_down(at, p, q, conn, "idle timeout: link cut");
+            self.schedule_down(at, q, p, conn, "idle timeout: link cut");
+        }
+    }
+
+    /// Lets `a` and `b` reach each other again after [`Self::cut_link`].
+    pub fn restore_link(&mut self, a: usize, b: usize) {
+        self.net.block(a, b, false);
+    }
+
     /// Lifts the partition.
     pub fn heal(&mut self) {
         self.net.heal();

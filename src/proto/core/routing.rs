@@ -13,6 +13,9 @@ use crate::proto::wire::Frame;
 
 use super::*;
 
+/// Least time between two route refreshes triggered by gossiped records.
+pub const RECORD_REFRESH_GAP: Duration = Duration::from_millis(50);
+
 /// Unacked probes older than this are given up ([`Delivery::ProbeExpired`]).
 pub const PROBE_GIVE_UP: Duration = Duration::from_secs(60);
 
@@ -118,14 +121,26 @@ impl Core {
 
     /// After every input: a change of our own links reroutes at once, and
     /// our record (which lists the links) is re-signed at the next round
-    /// rather than the next heartbeat, so others learn of it sooner.
+    /// rather than the next heartbeat, so others learn of it sooner. Newly
+    /// applied records refresh the graph too, at most every
+    /// [`RECORD_REFRESH_GAP`], so a burst of gossip costs one rebuild.
     pub(super) fn after_input(&mut self, now: Millis) {
         if self.routing.take_links_changed() {
-            self.refresh_routes();
+            self.refresh_routes_at(now);
             if self.started && !self.own.has_left() {
                 self.next_heartbeat = self.next_heartbeat.min(now);
             }
+        } else if self.routing.records_seen != self.counters.records_applied
+            && now >= self.routing.last_refresh.saturating_add(RECORD_REFRESH_GAP)
+        {
+            self.refresh_routes_at(now);
         }
+    }
+
+    fn refresh_routes_at(&mut self, now: Millis) {
+        self.routing.records_seen = self.counters.records_applied;
+        self.routing.last_refresh = now;
+        self.refresh_routes();
     }
 
     /// Once per gossip round: refresh the routes, resend unacked probes.
@@ -133,7 +148,7 @@ impl Core {
         if self.own.has_left() {
             return;
         }
-        self.refresh_routes();
+        self.refresh_routes_at(now);
         let retry = self.config.gossip_interval.saturating_mul(2);
         let (resend, expired) = self.probes.due(now, retry, PROBE_GIVE_UP);
         for (id, dst, body) in resend {

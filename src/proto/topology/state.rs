@@ -40,6 +40,10 @@ pub struct Routing {
     graph: LinkGraph,
     routes: RouteTable,
     links_changed: bool,
+    /// `records_applied` of the membership counters at the last refresh.
+    pub records_seen: u64,
+    /// When the routes were last refreshed.
+    pub last_refresh: crate::proto::time::Millis,
     /// Counters of routed traffic.
     pub counters: RoutingCounters,
 }
