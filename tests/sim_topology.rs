@@ -130,7 +130,9 @@ fn true_costs(g: &Geometric, src: usize) -> Vec<u64> {
     let mut done = vec![false; n];
     d[src] = 0;
     for _ in 0..n {
-        let Some(u) = (0..n).filter(|&i| !done[i] && d[i] < u64::MAX).min_by_key(|&i| d[i])
+        let Some(u) = (0..n)
+            .filter(|&i| !done[i] && d[i] < u64::MAX)
+            .min_by_key(|&i| d[i])
         else {
             break;
         };
@@ -177,19 +179,20 @@ fn route_errors(sim: &Sim, g: &Geometric, limit: usize) -> Vec<String> {
     for (a, b) in g.edges() {
         truth.insert(sim.id(a), sim.id(b), g.cost(a, b));
     }
+    let all: Vec<Vec<u64>> = (0..N).map(|s| true_costs(g, s)).collect();
     let mut errors = Vec::new();
     for src in 0..N {
         let Some(core) = sim.core(src) else { continue };
         let routes = core.route_table();
-        let costs = true_costs(g, src);
+        let costs = &all[src];
         for dst in (0..N).filter(|&d| d != src) {
             let Some(r) = routes.get(&sim.id(dst)) else {
                 errors.push(format!("{src} has no route to {dst}"));
                 continue;
             };
             let nh = sim.index_of(&r.next_hop).unwrap_or(usize::MAX);
-            let on_a_shortest_path = g.neighbours[src].contains(&nh)
-                && g.cost(src, nh) + true_costs(g, nh)[dst] == costs[dst];
+            let on_a_shortest_path =
+                g.neighbours[src].contains(&nh) && g.cost(src, nh) + all[nh][dst] == costs[dst];
             if r.cost_micros != costs[dst] || !on_a_shortest_path {
                 errors.push(format!(
                     "{src}->{dst}: next hop {nh} cost {} (true cost {})",
@@ -200,7 +203,9 @@ fn route_errors(sim: &Sim, g: &Geometric, limit: usize) -> Vec<String> {
         // With ties broken the same way, the routes are exactly those of
         // Dijkstra over the true graph.
         if errors.is_empty() && *routes != shortest_paths(&truth, sim.id(src)) {
-            errors.push(format!("{src}: tie-breaking differs from the offline table"));
+            errors.push(format!(
+                "{src}: tie-breaking differs from the offline table"
+            ));
         }
         if errors.len() >= limit {
             break;
@@ -249,13 +254,20 @@ fn a_cut_link_reroutes_and_no_probe_is_lost() {
         // The longest route from node 0, and the first link on it whose
         // removal keeps the graph connected.
         let src = 0;
-        let routes = sim.core(src).map(|c| c.route_table().clone()).unwrap_or_default();
+        let routes = sim
+            .core(src)
+            .map(|c| c.route_table().clone())
+            .unwrap_or_default();
         let (dst, route) = routes
             .iter()
             .max_by_key(|(_, r)| (r.path.len(), r.cost_micros))
             .ok_or("no route at all")?;
         let dst = sim.index_of(dst).ok_or("unknown dst")?;
-        let path: Vec<usize> = route.path.iter().filter_map(|id| sim.index_of(id)).collect();
+        let path: Vec<usize> = route
+            .path
+            .iter()
+            .filter_map(|id| sim.index_of(id))
+            .collect();
         let (a, b) = path
             .windows(2)
             .map(|w| (w[0], w[1]))
@@ -300,8 +312,7 @@ fn a_cut_link_reroutes_and_no_probe_is_lost() {
         while sim.now() < deadline {
             send(&mut sim, 5);
             sim.run_for(Duration::from_millis(100));
-            if converged.is_none() && sim.now() > detected && route_errors(&sim, &g, 1).is_empty()
-            {
+            if converged.is_none() && sim.now() > detected && route_errors(&sim, &g, 1).is_empty() {
                 converged = Some(sim.now());
                 break;
             }

@@ -150,12 +150,12 @@ impl Core {
         }
         self.refresh_routes_at(now);
         let retry = self.config.gossip_interval.saturating_mul(2);
-        let (resend, expired) = self.probes.due(now, retry, PROBE_GIVE_UP);
-        for (id, dst, body) in resend {
+        let due = self.probes.due(now, retry, PROBE_GIVE_UP);
+        for (id, dst, body) in due.resend {
             bump(&mut self.routing.counters.probe_retries);
             self.originate(dst, RoutedPayload::Probe { id, body }, out);
         }
-        for (id, p) in expired {
+        for (id, p) in due.expired {
             bump(&mut self.routing.counters.probes_expired);
             out.push(Output::Deliver(Delivery::ProbeExpired {
                 dst: p.dst,

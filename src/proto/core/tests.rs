@@ -565,8 +565,16 @@ fn the_link_policy_refuses_other_peers_with_a_clear_reason_and_never_dials_them(
         link_policy: crate::proto::topology::LinkPolicy::only([net.identities[1].id()]),
         ..MembershipConfig::default()
     };
-    let mut a = Core::new(identity, net.roster.clone(), config, vec![], vec![addr(0)], 0, 1)
-        .unwrap();
+    let mut a = Core::new(
+        identity,
+        net.roster.clone(),
+        config,
+        vec![],
+        vec![addr(0)],
+        0,
+        1,
+    )
+    .unwrap();
     let c = net.identities[2].id();
     let outs = a.handle(
         Millis(0),
@@ -581,10 +589,7 @@ fn the_link_policy_refuses_other_peers_with_a_clear_reason_and_never_dials_them(
     assert!(reason.contains("link policy"), "{reason}");
     assert!(reason.contains("allowed_peers"), "{reason}");
     // Routed frames over budget from an allowed peer are dropped and counted.
-    let mut cores = vec![
-        a,
-        core(&net, 1, vec![]),
-    ];
+    let mut cores = vec![a, core(&net, 1, vec![])];
     connect(&mut cores, Millis(0), 0, 1);
     let b = cores[1].id();
     let msg = crate::proto::topology::Routed {

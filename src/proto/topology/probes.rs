@@ -37,6 +37,15 @@ pub enum ProbeError {
     Duplicate(u64),
 }
 
+/// What [`Probes::due`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Due {
+    /// Probes to send again: `(id, dst, body)`.
+    pub resend: Vec<(u64, ClusterId, Vec<u8>)>,
+    /// Probes given up, removed.
+    pub expired: Vec<(u64, PendingProbe)>,
+}
+
 /// Probes awaiting acks, by id.
 #[derive(Debug, Clone, Default)]
 pub struct Probes {
@@ -78,12 +87,7 @@ impl Probes {
 
     /// Probes unacked for `retry` since their last send, marked as resent
     /// at `now`, and probes older than `give_up`, removed.
-    pub fn due(
-        &mut self,
-        now: Millis,
-        retry: Duration,
-        give_up: Duration,
-    ) -> (Vec<(u64, ClusterId, Vec<u8>)>, Vec<(u64, PendingProbe)>) {
+    pub fn due(&mut self, now: Millis, retry: Duration, give_up: Duration) -> Due {
         let mut resend = Vec::new();
         let mut expired = Vec::new();
         self.pending.retain(|id, p| {
@@ -98,7 +102,7 @@ impl Probes {
             }
             true
         });
-        (resend, expired)
+        Due { resend, expired }
     }
 
     /// The destination of pending probe `id`.
@@ -131,27 +135,15 @@ mod tests {
             p.add(1, d, vec![], Millis(0)),
             Err(ProbeError::Duplicate(1))
         );
-        let (r, e) = p.due(
-            Millis(100),
-            Duration::from_millis(500),
-            Duration::from_secs(5),
-        );
-        assert!(r.is_empty() && e.is_empty());
+        let (retry, give_up) = (Duration::from_millis(500), Duration::from_secs(5));
+        assert_eq!(p.due(Millis(100), retry, give_up), Due::default());
         assert!(p.ack(2).is_some());
         assert!(p.ack(2).is_none(), "a duplicate ack is ignored");
-        let (r, _) = p.due(
-            Millis(500),
-            Duration::from_millis(500),
-            Duration::from_secs(5),
-        );
-        assert_eq!(r, vec![(1, d, vec![1])]);
-        let (_, e) = p.due(
-            Millis(5000),
-            Duration::from_millis(500),
-            Duration::from_secs(5),
-        );
-        assert_eq!(e.len(), 1);
-        assert_eq!(e[0].1.attempts, 2);
+        let r = p.due(Millis(500), retry, give_up);
+        assert_eq!(r.resend, vec![(1, d, vec![1])]);
+        let e = p.due(Millis(5000), retry, give_up);
+        assert_eq!(e.expired.len(), 1);
+        assert_eq!(e.expired[0].1.attempts, 2);
         assert!(p.is_empty());
     }
 }
