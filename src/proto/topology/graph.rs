@@ -152,6 +152,10 @@ mod tests {
     use crate::proto::time::Millis;
 
     fn signed(who: &Identity, links: &[(ClusterId, u32)]) -> SignedRecord {
+        signed_at(who, 1, links)
+    }
+
+    fn signed_at(who: &Identity, heartbeat: u64, links: &[(ClusterId, u32)]) -> SignedRecord {
         let mut links: Vec<LinkInfo> = links
             .iter()
             .map(|(peer, rtt_micros)| LinkInfo {
@@ -163,7 +167,7 @@ mod tests {
         let record = NodeRecord {
             id: who.id(),
             incarnation: 1,
-            heartbeat: 1,
+            heartbeat,
             roster_epoch: 0,
             left: false,
             addrs: vec![],
@@ -189,5 +193,47 @@ mod tests {
         // Own edge: our measurement, maxed with the peer's report.
         assert_eq!(g.cost(&me, &b), Some(90));
         assert_eq!(g.edge_count(), 2);
+    }
+
+    #[test]
+    fn suspects_cost_a_penalty_and_the_dead_no_edge() {
+        use crate::proto::membership::config::MembershipConfig;
+        let cfg = MembershipConfig::default();
+        let ids: Vec<Identity> = (1..=3).map(|i| Identity::from_seed([i; 32])).collect();
+        let [me, b, c] = [ids[0].id(), ids[1].id(), ids[2].id()];
+        let mut t = MemberTable::new(signed(&ids[0], &[]), Millis(0), 10);
+        t.apply(signed_at(&ids[1], 1, &[(c, 100), (me, 100)]), Millis(0));
+        t.apply(signed_at(&ids[2], 1, &[(b, 100)]), Millis(0));
+        let own = [(b, Duration::from_micros(100))];
+        let g = LinkGraph::from_table(&t, &own);
+        assert_eq!(g.cost(&b, &c), Some(100));
+        // b keeps beating, c falls silent: c becomes suspect, then dead.
+        let (mut events, mut died) = (vec![], vec![]);
+        let mut hb = 1;
+        let mut at = |t: &mut MemberTable, ms: u64| {
+            while hb * 1000 <= ms {
+                hb += 1;
+                t.apply(
+                    signed_at(&ids[1], hb, &[(c, 100), (me, 100)]),
+                    Millis(hb * 1000),
+                );
+            }
+            t.check(Millis(ms), &cfg, &mut events, &mut died);
+        };
+        let mut ms = 0;
+        while t.get(&c).map(|e| e.state()) != Some(MemberState::Suspect) {
+            ms += 100;
+            at(&mut t, ms);
+            assert!(ms < 10_000, "c never became suspect");
+        }
+        let g = LinkGraph::from_table(&t, &own);
+        assert_eq!(g.cost(&b, &c), Some(100 + SUSPECT_PENALTY_MICROS));
+        assert_eq!(g.cost(&me, &b), Some(100));
+        while t.get(&c).map(|e| e.state()) != Some(MemberState::Dead) {
+            ms += 100;
+            at(&mut t, ms);
+            assert!(ms < 20_000, "c never died");
+        }
+        assert_eq!(LinkGraph::from_table(&t, &own).cost(&b, &c), None);
     }
 }

@@ -24,8 +24,6 @@ pub struct RoutingCounters {
     pub delivered: u64,
     /// Routed messages dropped, by [`super::DropReason::index`].
     pub dropped: [u64; super::DropReason::ALL.len()],
-    /// Routed frames refused for breaking a bound.
-    pub oversized: u64,
     /// Route table recomputations (Dijkstra runs).
     pub recomputations: u64,
     /// Probes retried because no ack came in time.
