@@ -79,6 +79,7 @@ impl Core {
             self.routing.mark_links_changed();
             if link.closing.is_none() {
                 self.table.link_lost(&peer);
+                self.routing.mark_link_failed();
             }
             out.push(Output::Event(Event::LinkDown { peer, reason }));
         }

@@ -237,7 +237,14 @@ impl Core {
         }
         bump(&mut self.counters.records_applied);
         let left = rec.record.left;
+        let links_changed = self
+            .table
+            .get(&id)
+            .is_none_or(|e| e.record().record.links != rec.record.links);
         let applied = self.table.apply(rec, now);
+        if links_changed || applied.event.is_some() {
+            self.routing.mark_records_changed();
+        }
         if left {
             self.peers.close(&id, now);
         }

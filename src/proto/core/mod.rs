@@ -43,7 +43,7 @@ use crate::proto::topology::Routing;
 use crate::proto::topology::probes::Probes;
 use crate::proto::wire::Frame;
 
-pub use routing::{Delivery, RouteStatus};
+pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
 /// The core's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

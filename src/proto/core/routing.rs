@@ -119,18 +119,21 @@ impl Core {
         self.routing.refresh(&self.table, &own)
     }
 
-    /// After every input: a change of our own links reroutes at once, and
-    /// our record (which lists the links) is re-signed at the next round
-    /// rather than the next heartbeat, so others learn of it sooner. Newly
-    /// applied records refresh the graph too, at most every
-    /// [`RECORD_REFRESH_GAP`], so a burst of gossip costs one rebuild.
+    /// After every input: a change of our own links reroutes at once. When
+    /// a link failed (rather than being closed on purpose), our record,
+    /// which tells the others, is re-signed at the next gossip round instead
+    /// of the next heartbeat: until they learn, they route into the hole.
+    /// Gossiped records whose links changed refresh the graph too, at most
+    /// every [`RECORD_REFRESH_GAP`], so a burst of gossip costs one rebuild;
+    /// heartbeat-only records never do. Liveness changes (suspect, dead)
+    /// are picked up by the refresh of every gossip round.
     pub(super) fn after_input(&mut self, now: Millis) {
+        if self.routing.take_link_failed() && self.started && !self.own.has_left() {
+            self.next_heartbeat = self.next_heartbeat.min(now);
+        }
         if self.routing.take_links_changed() {
             self.refresh_routes_at(now);
-            if self.started && !self.own.has_left() {
-                self.next_heartbeat = self.next_heartbeat.min(now);
-            }
-        } else if self.routing.records_seen != self.counters.records_applied
+        } else if self.routing.records_changed()
             && now >= self.routing.last_refresh.saturating_add(RECORD_REFRESH_GAP)
         {
             self.refresh_routes_at(now);
@@ -138,7 +141,6 @@ impl Core {
     }
 
     fn refresh_routes_at(&mut self, now: Millis) {
-        self.routing.records_seen = self.counters.records_applied;
         self.routing.last_refresh = now;
         self.refresh_routes();
     }

@@ -38,8 +38,8 @@ pub struct Routing {
     graph: LinkGraph,
     routes: RouteTable,
     links_changed: bool,
-    /// `records_applied` of the membership counters at the last refresh.
-    pub records_seen: u64,
+    link_failed: bool,
+    records_changed: bool,
     /// When the routes were last refreshed.
     pub last_refresh: crate::proto::time::Millis,
     /// Counters of routed traffic.
@@ -55,6 +55,7 @@ impl Routing {
     /// Rebuilds the graph from `table` and `own_links`; recomputes the
     /// routes if it changed. True if it did.
     pub fn refresh(&mut self, table: &MemberTable, own_links: &[(ClusterId, Duration)]) -> bool {
+        self.records_changed = false;
         let graph = LinkGraph::from_table(table, own_links);
         if graph == self.graph && self.counters.recomputations > 0 {
             return false;
@@ -71,9 +72,32 @@ impl Routing {
         self.links_changed = true;
     }
 
+    /// A gossiped record changed its links, or a member came or went:
+    /// refresh soon (see [`crate::proto::core::RECORD_REFRESH_GAP`]).
+    pub fn mark_records_changed(&mut self) {
+        self.records_changed = true;
+    }
+
+    /// True if [`Self::mark_records_changed`] was called since the last refresh.
+    pub fn records_changed(&self) -> bool {
+        self.records_changed
+    }
+
     /// True once after [`Self::mark_links_changed`].
     pub fn take_links_changed(&mut self) -> bool {
         std::mem::take(&mut self.links_changed)
+    }
+
+    /// One of this node's links failed (it did not close it on purpose):
+    /// the others must learn soon, or they keep routing into the hole.
+    pub fn mark_link_failed(&mut self) {
+        self.link_failed = true;
+        self.links_changed = true;
+    }
+
+    /// True once after [`Self::mark_link_failed`].
+    pub fn take_link_failed(&mut self) -> bool {
+        std::mem::take(&mut self.link_failed)
     }
 
     /// The current routes, by destination.
