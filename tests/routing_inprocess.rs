@@ -218,6 +218,24 @@ async fn a_probe_travels_the_chain_and_status_shows_the_path() {
         .unwrap_or_else(|| panic!("no route row for D in\n{table}"));
     assert!(row.contains("n0→n1→n2→n3"), "{row}");
     assert!(row.contains(&m.ids[1].short()), "next hop B: {row}");
+
+    // /metrics carries the route gauges (the recorder is process-wide, so
+    // only their presence is checked).
+    let metrics = ureq::get(format!("http://{admin}/metrics"))
+        .call()
+        .expect("GET /metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("metrics body");
+    for name in [
+        "fedmesh_routes ",
+        "fedmesh_route_cost_seconds{dst=",
+        "fedmesh_route_hops{dst=",
+        "fedmesh_routed_forwarded_total",
+        "fedmesh_routed_dropped_total{reason=\"loop\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     for n in nodes {
         n.shutdown().await;
     }
