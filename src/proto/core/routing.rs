@@ -131,11 +131,9 @@ impl Core {
         if self.routing.take_link_failed() && self.started && !self.own.has_left() {
             self.next_heartbeat = self.next_heartbeat.min(now);
         }
-        if self.routing.take_links_changed() {
-            self.refresh_routes_at(now);
-        } else if self.routing.records_changed()
-            && now >= self.routing.last_refresh.saturating_add(RECORD_REFRESH_GAP)
-        {
+        let records_due = self.routing.records_changed()
+            && now >= self.routing.last_refresh.saturating_add(RECORD_REFRESH_GAP);
+        if self.routing.take_links_changed() || records_due {
             self.refresh_routes_at(now);
         }
     }
