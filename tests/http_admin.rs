@@ -11,9 +11,9 @@ use fedmesh::http::metrics::{
     FEDERATED_MESSAGES_TOTAL, FEDERATION_LATENCY_SECONDS, FRAMES_TOTAL, LABEL_DIRECTION, LABEL_TYPE,
 };
 use fedmesh::http::{
-    ClientError, LinkStatus, MemberState, MemberStatus, NodeStatus, StatusProvider, StatusSnapshot,
-    fetch_status, fetch_status_json, install_metrics, render_status_table, serve,
-    status_provider_from_watch,
+    ClientError, LinkStatus, MemberState, MemberStatus, NodeStatus, RouteStatus, RoutingStats,
+    StatusProvider, StatusSnapshot, fetch_status, fetch_status_json, install_metrics,
+    render_status_table, serve, status_provider_from_watch,
 };
 use fedmesh::proto::{ClusterId, Identity, NetworkId};
 
@@ -91,6 +91,15 @@ fn snapshot() -> StatusSnapshot {
                 inbound: true,
             },
         ],
+        routes: vec![RouteStatus {
+            dst: id(3),
+            name: Some("gamma".into()),
+            next_hop: id(2),
+            cost_us: 25_400,
+            path: vec![id(1), id(2), id(3)],
+            path_names: vec!["alpha".into(), "beta".into(), "gamma".into()],
+        }],
+        routing: RoutingStats::default(),
     }
 }
 
@@ -441,12 +450,29 @@ fn the_status_table_shows_every_member_and_link() {
         assert_eq!(line.find(m.state.as_str()), Some(state_col), "{line}");
     }
 
+    let route = row_of(&id(3).short(), "routes:");
+    assert_eq!(
+        route,
+        [
+            id(3).short(),
+            "gamma".into(),
+            id(2).short(),
+            "2".into(),
+            "25.4".into(),
+            "ms".into(),
+            "alpha→beta→gamma".into(),
+        ],
+        "\n{table}"
+    );
+
     // An empty node still renders.
     let mut empty = snap.clone();
     empty.members.clear();
     empty.links.clear();
+    empty.routes.clear();
     let table = render_status_table(&empty);
     assert!(table.contains("members: none") && table.contains("links: none"));
+    assert!(table.contains("routes: none"));
 }
 
 #[test]

@@ -72,6 +72,8 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_DURATION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 /// Largest accepted `membership.max_links`.
 pub const MAX_LINKS: usize = 1024;
+/// Most entries of `membership.allowed_peers`.
+pub const MAX_ALLOWED_PEERS: usize = 8192;
 /// Smallest accepted `membership.phi_threshold`.
 pub const MIN_PHI_THRESHOLD: f64 = 1.0;
 /// Largest accepted `membership.phi_threshold` (the membership core takes
@@ -198,6 +200,19 @@ pub enum ConfigError {
         /// `membership.max_links`.
         max_links: usize,
     },
+    /// `membership.allowed_peers` is set but empty: the node could never link.
+    #[error(
+        "membership.allowed_peers is empty: the node could link with nobody (omit the key to allow every member)"
+    )]
+    EmptyAllowedPeers,
+    /// An entry of `membership.allowed_peers` names no cluster.
+    #[error("membership.allowed_peers entry {value:?}: {reason}")]
+    BadAllowedPeer {
+        /// The entry.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A suspect must get at least one gossip round to refute the suspicion.
     #[error(
         "membership.suspect_timeout_ms ({suspect_timeout_ms}) must be at least membership.gossip_interval_ms ({gossip_interval_ms})"
@@ -241,6 +256,10 @@ pub struct MembershipConfig {
     /// The mesh degree: how many links the node keeps, dialing more below
     /// it and pruning the slowest above it.
     pub max_links: usize,
+    /// The link policy: when set, links are dialed and accepted only with
+    /// these clusters (roster names or 64-hex cluster ids); every other
+    /// cluster is reached through routing. `None`: any member.
+    pub allowed_peers: Option<Vec<String>>,
 }
 
 impl Default for MembershipConfig {
@@ -252,6 +271,7 @@ impl Default for MembershipConfig {
             suspect_timeout_ms: DEFAULT_SUSPECT_TIMEOUT_MS,
             dead_ttl_ms: DEFAULT_DEAD_TTL_MS,
             max_links: DEFAULT_MAX_LINKS,
+            allowed_peers: None,
         }
     }
 }
@@ -270,6 +290,35 @@ impl MembershipConfig {
     /// `dead_ttl_ms` as a duration.
     pub fn dead_ttl(&self) -> Duration {
         Duration::from_millis(self.dead_ttl_ms)
+    }
+
+    /// `allowed_peers` as cluster ids: each entry is a 64-hex cluster id,
+    /// or else the name of a member of `roster`. `None`: any member.
+    pub fn resolve_allowed_peers(
+        &self,
+        roster: &crate::proto::roster::Roster,
+    ) -> Result<Option<std::collections::BTreeSet<crate::proto::ClusterId>>, ConfigError> {
+        let Some(peers) = &self.allowed_peers else {
+            return Ok(None);
+        };
+        let mut out = std::collections::BTreeSet::new();
+        for p in peers {
+            let p = p.trim();
+            let id = match p.parse::<crate::proto::ClusterId>() {
+                Ok(id) => id,
+                Err(_) => roster.by_name(p).map(|m| m.id).ok_or_else(|| {
+                    ConfigError::BadAllowedPeer {
+                        value: p.to_owned(),
+                        reason: format!(
+                            "neither a 64-hex cluster id nor the name of a member of network {:?}",
+                            roster.network_name()
+                        ),
+                    }
+                })?,
+            };
+            out.insert(id);
+        }
+        Ok(Some(out))
     }
 
     /// Checks every key and their relations.
@@ -312,6 +361,25 @@ impl MembershipConfig {
                 min: format!("{MIN_PHI_THRESHOLD:.1}"),
                 max: format!("{MAX_PHI_THRESHOLD:.1} (a whole number)"),
             });
+        }
+        if let Some(peers) = &self.allowed_peers {
+            if peers.is_empty() {
+                return Err(ConfigError::EmptyAllowedPeers);
+            }
+            if peers.len() > MAX_ALLOWED_PEERS {
+                return Err(ConfigError::OutOfRange {
+                    key: "membership.allowed_peers",
+                    value: format!("{} entries", peers.len()),
+                    min: "1".into(),
+                    max: MAX_ALLOWED_PEERS.to_string(),
+                });
+            }
+            if let Some(bad) = peers.iter().find(|p| p.trim().is_empty()) {
+                return Err(ConfigError::BadAllowedPeer {
+                    value: bad.clone(),
+                    reason: "empty entry".into(),
+                });
+            }
         }
         if self.suspect_timeout_ms < self.gossip_interval_ms {
             return Err(ConfigError::SuspectTimeoutBelowGossipInterval {

@@ -75,6 +75,7 @@ phi_threshold = 10.0
 suspect_timeout_ms = 1000
 dead_ttl_ms = 1000
 max_links = 4
+allowed_peers = ["beta", "{id}"]
 
 [transport]
 keep_alive_ms = 100
@@ -116,6 +117,7 @@ connect_timeout_ms = 700
             suspect_timeout_ms: 1000,
             dead_ttl_ms: 1000,
             max_links: 4,
+            allowed_peers: Some(vec!["beta".into(), id.to_string()]),
         }
     );
     assert_eq!(
@@ -432,6 +434,7 @@ fn the_documented_examples_are_valid_and_every_key_is_documented() {
         "membership.suspect_timeout_ms",
         "membership.dead_ttl_ms",
         "membership.max_links",
+        "membership.allowed_peers",
         "transport.keep_alive_ms",
         "transport.idle_timeout_ms",
         "transport.max_frame_bytes",
@@ -442,4 +445,46 @@ fn the_documented_examples_are_valid_and_every_key_is_documented() {
             "docs/configuration.md has no table row for `{key}`"
         );
     }
+}
+
+#[test]
+fn allowed_peers_resolve_names_and_ids_and_refuse_the_rest() {
+    let net = crate::testkit::TestNet::new(5, &[1, 1, 1]);
+    let name1 = net
+        .roster
+        .member(&net.identities[1].id())
+        .unwrap()
+        .name
+        .clone();
+    let outsider = Identity::from_seed([77; 32]).id();
+    let text = format!("[membership]\nallowed_peers = [\"{name1}\", \"{outsider}\"]\n");
+    let c = NodeConfig::from_toml_str(&text).unwrap();
+    let set = c
+        .membership
+        .resolve_allowed_peers(&net.roster)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        set,
+        [net.identities[1].id(), outsider].into_iter().collect()
+    );
+    assert_eq!(
+        NodeConfig::default()
+            .membership
+            .resolve_allowed_peers(&net.roster)
+            .unwrap(),
+        None
+    );
+    let c = NodeConfig::from_toml_str("[membership]\nallowed_peers = [\"nobody\"]\n").unwrap();
+    let e = c.membership.resolve_allowed_peers(&net.roster).unwrap_err();
+    assert!(
+        matches!(&e, ConfigError::BadAllowedPeer { value, .. } if value == "nobody"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("neither a 64-hex cluster id nor the name")
+    );
+    let e = NodeConfig::from_toml_str("[membership]\nallowed_peers = []\n").unwrap_err();
+    assert!(matches!(e, ConfigError::EmptyAllowedPeers), "{e}");
 }

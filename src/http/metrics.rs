@@ -33,6 +33,20 @@ pub const MALFORMED_FRAMES_TOTAL: &str = "fedmesh_malformed_frames_total";
 /// Counter: connections refused; label [`LABEL_REASON`] (for example
 /// `not_in_roster`, `network_mismatch`, `version_mismatch`, `id_mismatch`).
 pub const REFUSED_CONNECTIONS_TOTAL: &str = "fedmesh_refused_connections_total";
+/// Gauge: clusters this node has a route to.
+pub const ROUTES: &str = "fedmesh_routes";
+/// Gauge: cost of the route to each cluster in seconds (sum of the links'
+/// RTT plus suspect penalties); label `dst` (the short cluster id).
+pub const ROUTE_COST_SECONDS: &str = "fedmesh_route_cost_seconds";
+/// Gauge: links on the route to each cluster; label `dst`.
+pub const ROUTE_HOPS: &str = "fedmesh_route_hops";
+/// Counter: routed messages forwarded on behalf of other clusters.
+pub const ROUTED_FORWARDED_TOTAL: &str = "fedmesh_routed_forwarded_total";
+/// Counter: routed messages delivered to this node.
+pub const ROUTED_DELIVERED_TOTAL: &str = "fedmesh_routed_delivered_total";
+/// Counter: routed messages dropped; label [`LABEL_REASON`] (`over_budget`,
+/// `loop`, `no_route`, `dst_unknown`, `bad_path`).
+pub const ROUTED_DROPPED_TOTAL: &str = "fedmesh_routed_dropped_total";
 
 /// Counter (MPREG name): quorum rounds finished; label [`LABEL_RESULT`]
 /// ([`RESULT_SUCCEEDED`], [`RESULT_FAILED`]).
@@ -147,6 +161,32 @@ fn describe_metrics() {
         LINK_RTT_SECONDS,
         Unit::Seconds,
         "Smoothed round-trip time of each link."
+    );
+    describe_gauge!(ROUTES, Unit::Count, "Clusters this node has a route to.");
+    describe_gauge!(
+        ROUTE_COST_SECONDS,
+        Unit::Seconds,
+        "Cost of the route to each cluster (sum of link RTTs plus suspect penalties)."
+    );
+    describe_gauge!(
+        ROUTE_HOPS,
+        Unit::Count,
+        "Links on the route to each cluster."
+    );
+    describe_counter!(
+        ROUTED_FORWARDED_TOTAL,
+        Unit::Count,
+        "Routed messages forwarded on behalf of other clusters."
+    );
+    describe_counter!(
+        ROUTED_DELIVERED_TOTAL,
+        Unit::Count,
+        "Routed messages delivered to this node."
+    );
+    describe_counter!(
+        ROUTED_DROPPED_TOTAL,
+        Unit::Count,
+        "Routed messages dropped, by reason."
     );
     describe_counter!(
         FRAMES_TOTAL,

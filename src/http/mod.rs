@@ -28,7 +28,8 @@ use tokio::task::JoinHandle;
 pub use self::metrics::{install_metrics, render_metrics};
 pub use client::{ClientError, fetch_status, fetch_status_json, parse_status};
 pub use status::{
-    LinkStatus, MemberState, MemberStatus, NodeStatus, StatusSnapshot, render_status_table,
+    LinkStatus, MemberState, MemberStatus, NodeStatus, RouteStatus, RoutingStats, StatusSnapshot,
+    render_status_table,
 };
 
 /// Builds the [`StatusSnapshot`] served at `GET /status`.

@@ -19,6 +19,50 @@ pub struct StatusSnapshot {
     pub members: Vec<MemberStatus>,
     /// This node's live links.
     pub links: Vec<LinkStatus>,
+    /// The route to every reachable cluster (absent from older nodes).
+    #[serde(default)]
+    pub routes: Vec<RouteStatus>,
+    /// Counters of routed traffic at this node (absent from older nodes).
+    #[serde(default)]
+    pub routing: RoutingStats,
+}
+
+/// The best route to one cluster, as shown in a [`StatusSnapshot`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RouteStatus {
+    /// The destination's cluster id.
+    pub dst: ClusterId,
+    /// Its name in the roster; `None` for an observer.
+    pub name: Option<String>,
+    /// The neighbour messages to it are handed to.
+    pub next_hop: ClusterId,
+    /// The path's cost: the sum of its links' RTT in microseconds, plus a
+    /// penalty for suspect clusters.
+    pub cost_us: u64,
+    /// The whole path, this node first and the destination last.
+    pub path: Vec<ClusterId>,
+    /// Roster names along the path (`-` for observers), same order.
+    #[serde(default)]
+    pub path_names: Vec<String>,
+}
+
+/// Counters of routed traffic, as shown in a [`StatusSnapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RoutingStats {
+    /// Messages this node originated (retries included).
+    pub originated: u64,
+    /// Messages forwarded on behalf of other clusters.
+    pub forwarded: u64,
+    /// Messages delivered here.
+    pub delivered: u64,
+    /// Messages dropped, by reason (`over_budget`, `loop`, `no_route`,
+    /// `dst_unknown`, `bad_path`).
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Route table recomputations.
+    pub recomputations: u64,
+    /// Probes awaiting an ack.
+    pub pending_probes: u64,
 }
 
 /// This node, as shown in a [`StatusSnapshot`].
@@ -214,7 +258,46 @@ pub fn render_status_table(snapshot: &StatusSnapshot) -> String {
         }
         table.render_into(&mut out);
     }
+
+    out.push('\n');
+    if snapshot.routes.is_empty() {
+        out.push_str("routes: none\n");
+    } else {
+        let _ = writeln!(out, "routes: {}", snapshot.routes.len());
+        let mut table = Table::new(&[
+            ("DST", Align::Left),
+            ("NAME", Align::Left),
+            ("NEXT HOP", Align::Left),
+            ("HOPS", Align::Right),
+            ("COST", Align::Right),
+            ("PATH", Align::Left),
+        ]);
+        for r in &snapshot.routes {
+            table.row(vec![
+                r.dst.short(),
+                name_or_dash(r.name.as_deref()),
+                r.next_hop.short(),
+                r.path.len().saturating_sub(1).to_string(),
+                format_rtt(Some(r.cost_us as f64 / 1e3)),
+                format_path(r),
+            ]);
+        }
+        table.render_into(&mut out);
+    }
     out
+}
+
+/// `alpha→beta→gamma` with roster names, short ids where a name is missing.
+fn format_path(r: &RouteStatus) -> String {
+    r.path
+        .iter()
+        .enumerate()
+        .map(|(i, id)| match r.path_names.get(i) {
+            Some(n) if !n.is_empty() && n != "-" => clean(n),
+            _ => id.short(),
+        })
+        .collect::<Vec<_>>()
+        .join("→")
 }
 
 /// `12.3 ms`, or `-` when unknown or not a valid duration.

@@ -17,7 +17,7 @@ use crate::http::metrics::{
 use crate::net::{Link, LinkEvent, NetError, Priority, Transport};
 use crate::node::links::{Admit, Links};
 use crate::node::snapshot::{record_gauges, snapshot};
-use crate::proto::core::{Command, Core, Input, Output, Persist, TimerId};
+use crate::proto::core::{Command, Core, Delivery, Input, Output, Persist, TimerId};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::event::Event;
 use crate::proto::time::Millis;
@@ -27,6 +27,8 @@ use crate::proto::wire;
 pub enum Request {
     /// Leave gracefully, then stop; answered when done.
     Shutdown(oneshot::Sender<()>),
+    /// Hand a command to the core.
+    Command(Command),
 }
 
 /// A connection attempt's outcome, from the accept loop or a dial task.
@@ -55,6 +57,7 @@ pub struct Actor {
     pub(crate) dialed: mpsc::Receiver<Dialed>,
     pub(crate) requests: mpsc::Receiver<Request>,
     pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) deliveries: broadcast::Sender<Delivery>,
     pub(crate) status: watch::Sender<StatusSnapshot>,
     pub(crate) pinned: HashMap<SocketAddr, ClusterId>,
     pub(crate) data_dir: PathBuf,
@@ -62,6 +65,8 @@ pub struct Actor {
     pub(crate) timer: Option<Millis>,
     /// Links being closed after their last frames drain.
     pub(crate) closing: Vec<tokio::task::JoinHandle<()>>,
+    /// Route recomputations already published in the status.
+    pub(crate) routes_seen: u64,
 }
 
 /// An error with its causes, for log lines that must say why.
@@ -101,7 +106,14 @@ impl Actor {
                     self.on_tick().await;
                 }
                 req = self.requests.recv() => {
-                    let done = req.map(|Request::Shutdown(done)| done);
+                    let done = match req {
+                        Some(Request::Command(c)) => {
+                            self.input(Input::Command(c)).await;
+                            continue;
+                        }
+                        Some(Request::Shutdown(done)) => Some(done),
+                        None => None,
+                    };
                     self.leave().await;
                     if let Some(done) = done {
                         let _ = done.send(());
@@ -275,9 +287,15 @@ impl Actor {
                         tracing::error!(error = %e, "cannot persist the incarnation");
                     }
                 }
+                Output::Deliver(d) => {
+                    tracing::debug!(delivery = ?d, "routed");
+                    let _ = self.deliveries.send(d);
+                }
             }
         }
-        if membership_changed {
+        let routes = self.core.routing_counters().recomputations;
+        if membership_changed || routes != self.routes_seen {
+            self.routes_seen = routes;
             self.publish_status();
         }
     }

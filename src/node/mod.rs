@@ -25,12 +25,13 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, NodeConfig};
-use crate::http::{LinkStatus, MemberStatus, StatusSnapshot};
+use crate::http::{LinkStatus, MemberStatus, RouteStatus, StatusSnapshot};
 use crate::net::{FaultControl, NetError, Transport, TransportOptions};
-use crate::proto::core::{Core, CoreError};
+use crate::proto::core::{Command, Core, CoreError, Delivery};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::config::MembershipConfig as CoreMembershipConfig;
 use crate::proto::membership::event::Event;
+use crate::proto::topology::LinkPolicy;
 use crate::store::genesis::{GenesisError, load_roster_file};
 use crate::store::keys::{KeyFileError, load_identity, load_tls_material};
 use crate::store::state::{StateError, load_incarnation};
@@ -118,6 +119,7 @@ impl Node {
         };
 
         let m = &config.membership;
+        let defaults = CoreMembershipConfig::default();
         let membership = CoreMembershipConfig {
             gossip_interval: m.gossip_interval(),
             fanout: m.fanout,
@@ -126,8 +128,16 @@ impl Node {
             suspect_timeout: m.suspect_timeout(),
             dead_ttl: m.dead_ttl(),
             degree: m.max_links,
+            // Keep the core's ratios valid for any degree from 1 to 1024.
+            max_degree: defaults.max_degree.max(m.max_links),
+            far_links: defaults.far_links.min(m.max_links - 1),
+            max_links: defaults.max_links.max(m.max_links),
+            max_connections: defaults.max_connections.max(m.max_links),
             open: config.open,
-            ..CoreMembershipConfig::default()
+            link_policy: LinkPolicy {
+                allowed_peers: m.resolve_allowed_peers(&roster)?,
+            },
+            ..defaults
         };
         let seeds: Vec<SocketAddr> = config.seeds.iter().map(|s| s.addr).collect();
         let pinned: HashMap<SocketAddr, ClusterId> = config
@@ -154,9 +164,10 @@ impl Node {
             0,
         ));
         let (events, _) = broadcast::channel(1024);
+        let (deliveries, _) = broadcast::channel(4096);
         let (link_events_tx, link_events) = mpsc::channel(4096);
         let (dialed_tx, dialed) = mpsc::channel(256);
-        let (requests_tx, requests) = mpsc::channel(4);
+        let (requests_tx, requests) = mpsc::channel(256);
 
         let accept_transport = transport.clone();
         let accept_tx = dialed_tx.clone();
@@ -193,12 +204,14 @@ impl Node {
             dialed,
             requests,
             events: events.clone(),
+            deliveries: deliveries.clone(),
             status: status_tx,
             pinned,
             data_dir: config.data_dir.clone(),
             started,
             timer: None,
             closing: Vec::new(),
+            routes_seen: 0,
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");
@@ -208,6 +221,7 @@ impl Node {
             admin,
             status: status_rx,
             events,
+            deliveries,
             requests: requests_tx,
             task,
             accept,
@@ -224,6 +238,7 @@ pub struct NodeHandle {
     admin: Option<SocketAddr>,
     status: watch::Receiver<StatusSnapshot>,
     events: broadcast::Sender<Event>,
+    deliveries: broadcast::Sender<Delivery>,
     requests: mpsc::Sender<Request>,
     task: JoinHandle<()>,
     accept: JoinHandle<()>,
@@ -268,6 +283,25 @@ impl NodeHandle {
     /// Membership events from now on.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The route to every reachable cluster (as of the latest status).
+    pub fn routes(&self) -> Vec<RouteStatus> {
+        self.status().routes
+    }
+
+    /// Routed deliveries (probes received, acks, expiries) from now on.
+    pub fn deliveries(&self) -> broadcast::Receiver<Delivery> {
+        self.deliveries.subscribe()
+    }
+
+    /// Sends an at-least-once test probe to `dst` over the best route; its
+    /// outcome arrives on [`Self::deliveries`]. False if the node stopped.
+    pub async fn send_probe(&self, dst: ClusterId, id: u64, body: Vec<u8>) -> bool {
+        self.requests
+            .send(Request::Command(Command::SendProbe { dst, id, body }))
+            .await
+            .is_ok()
     }
 
     /// The fault injector under this node's socket, if it was started with one.

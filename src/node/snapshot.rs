@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 
-use crate::http::{LinkStatus, MemberState, MemberStatus, NodeStatus, StatusSnapshot};
+use crate::http::{
+    LinkStatus, MemberState, MemberStatus, NodeStatus, RouteStatus, RoutingStats, StatusSnapshot,
+};
 use crate::proto::core::Core;
 use crate::proto::membership::failure::MemberState as CoreState;
 use crate::proto::time::Millis;
+use crate::proto::topology::DropReason;
 
 fn state(s: CoreState) -> MemberState {
     match s {
@@ -60,6 +63,43 @@ pub fn snapshot(core: &Core, now: Millis, listen: SocketAddr, uptime_s: u64) -> 
         },
         members,
         links,
+        routes: routes(core),
+        routing: routing_stats(core),
+    }
+}
+
+fn routes(core: &Core) -> Vec<RouteStatus> {
+    let roster = core.roster();
+    let name = |id: &crate::proto::ClusterId| roster.member(id).map(|m| m.name.clone());
+    core.routes()
+        .into_iter()
+        .map(|r| RouteStatus {
+            name: name(&r.dst),
+            path_names: r
+                .path
+                .iter()
+                .map(|id| name(id).unwrap_or_else(|| "-".to_owned()))
+                .collect(),
+            dst: r.dst,
+            next_hop: r.next_hop,
+            cost_us: r.cost_micros,
+            path: r.path,
+        })
+        .collect()
+}
+
+fn routing_stats(core: &Core) -> RoutingStats {
+    let c = core.routing_counters();
+    RoutingStats {
+        originated: c.originated,
+        forwarded: c.forwarded,
+        delivered: c.delivered,
+        dropped: DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_owned(), c.dropped[r.index()]))
+            .collect(),
+        recomputations: c.recomputations,
+        pending_probes: core.pending_probes() as u64,
     }
 }
 
@@ -73,5 +113,26 @@ pub fn record_gauges(snap: &StatusSnapshot) {
     metrics::gauge!(LINKS).set(snap.links.len() as f64);
     for l in &snap.links {
         metrics::gauge!(LINK_RTT_SECONDS, "peer" => l.peer.short()).set(l.rtt_ms / 1e3);
+    }
+    record_route_gauges(snap);
+}
+
+/// Publishes the routing gauges and counters of `snap`.
+fn record_route_gauges(snap: &StatusSnapshot) {
+    use crate::http::metrics::{
+        ROUTE_COST_SECONDS, ROUTE_HOPS, ROUTED_DELIVERED_TOTAL, ROUTED_DROPPED_TOTAL,
+        ROUTED_FORWARDED_TOTAL, ROUTES,
+    };
+    metrics::gauge!(ROUTES).set(snap.routes.len() as f64);
+    for r in &snap.routes {
+        let dst = r.dst.short();
+        metrics::gauge!(ROUTE_COST_SECONDS, "dst" => dst.clone()).set(r.cost_us as f64 / 1e6);
+        metrics::gauge!(ROUTE_HOPS, "dst" => dst).set(r.path.len().saturating_sub(1) as f64);
+    }
+    let s = &snap.routing;
+    metrics::counter!(ROUTED_FORWARDED_TOTAL).absolute(s.forwarded);
+    metrics::counter!(ROUTED_DELIVERED_TOTAL).absolute(s.delivered);
+    for (reason, n) in &s.dropped {
+        metrics::counter!(ROUTED_DROPPED_TOTAL, "reason" => reason.clone()).absolute(*n);
     }
 }

@@ -13,6 +13,7 @@ pub mod quorum;
 pub mod roster;
 pub mod roster_epoch;
 pub mod time;
+pub mod topology;
 pub mod vote;
 pub mod wire;
 

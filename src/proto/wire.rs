@@ -17,6 +17,7 @@ use crate::proto::bytes32::NetworkId;
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::heartbeat::SignedHeartbeat;
 use crate::proto::membership::record::{SignedRecord, Version};
+use crate::proto::topology::routed::{Routed, RoutedError};
 
 /// The membership protocol version spoken by this build (2: heartbeats
 /// travel apart from records).
@@ -168,6 +169,9 @@ pub enum Frame {
         /// The sender's signed heartbeat.
         heartbeat: SignedHeartbeat,
     },
+    /// A message travelling hop by hop to a cluster that may not be a
+    /// direct neighbour (see [`crate::proto::topology`]).
+    Routed(Routed),
 }
 
 /// The kinds of [`Frame`], for counters.
@@ -191,11 +195,13 @@ pub enum FrameKind {
     Leave,
     /// [`Frame::Beat`].
     Beat,
+    /// [`Frame::Routed`].
+    Routed,
 }
 
 impl FrameKind {
     /// Number of kinds.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// Every kind, in declaration order.
     pub const ALL: [FrameKind; FrameKind::COUNT] = [
         FrameKind::Hello,
@@ -207,6 +213,7 @@ impl FrameKind {
         FrameKind::Records,
         FrameKind::Leave,
         FrameKind::Beat,
+        FrameKind::Routed,
     ];
 
     /// A stable lowercase name (metrics labels).
@@ -221,6 +228,7 @@ impl FrameKind {
             FrameKind::Records => "records",
             FrameKind::Leave => "leave",
             FrameKind::Beat => "beat",
+            FrameKind::Routed => "routed",
         }
     }
 
@@ -257,6 +265,9 @@ pub enum FrameError {
     /// The frame could not be encoded (a bug: frames are plain data).
     #[error("unencodable frame: {0}")]
     Encode(String),
+    /// A routed message breaks a bound (hop budget, path, payload).
+    #[error("routed frame: {0}")]
+    Routed(RoutedError),
 }
 
 fn bound(field: &'static str, len: usize, max: usize) -> Result<(), FrameError> {
@@ -280,6 +291,7 @@ impl Frame {
             Frame::Records { .. } => FrameKind::Records,
             Frame::Leave { .. } => FrameKind::Leave,
             Frame::Beat { .. } => FrameKind::Beat,
+            Frame::Routed(_) => FrameKind::Routed,
         }
     }
 
@@ -310,6 +322,7 @@ impl Frame {
                 bound("heartbeats", heartbeats.len(), MAX_HEARTBEATS_PER_FRAME)
             }
             Frame::Records { records } => bound("records", records.len(), MAX_RECORDS_PER_FRAME),
+            Frame::Routed(r) => r.check_bounds().map_err(FrameError::Routed),
         }
     }
 
@@ -432,6 +445,14 @@ mod tests {
             Frame::Records { records: vec![] },
             Frame::Leave { record: signed() },
             Frame::Beat { heartbeat: beat() },
+            Frame::Routed(Routed::new(
+                ClusterId([1; 32]),
+                ClusterId([2; 32]),
+                crate::proto::topology::RoutedPayload::Probe {
+                    id: 7,
+                    body: vec![1, 2, 3],
+                },
+            )),
         ];
         for f in frames {
             assert_eq!(decode(&encode(&f).unwrap()).unwrap(), f);

@@ -18,6 +18,7 @@ pub(crate) struct Network {
     conns: BTreeMap<(usize, usize), Conn>,
     next_id: u64,
     group: BTreeMap<usize, u32>,
+    blocked: std::collections::BTreeSet<(usize, usize)>,
 }
 
 fn key(a: usize, b: usize) -> (usize, usize) {
@@ -87,6 +88,16 @@ impl Network {
 
     pub(crate) fn reachable(&self, a: usize, b: usize) -> bool {
         self.group.get(&a).copied().unwrap_or(0) == self.group.get(&b).copied().unwrap_or(0)
+            && !self.blocked.contains(&key(a, b))
+    }
+
+    /// Makes `a` and `b` unable to reach each other (or able again).
+    pub(crate) fn block(&mut self, a: usize, b: usize, blocked: bool) {
+        if blocked {
+            self.blocked.insert(key(a, b));
+        } else {
+            self.blocked.remove(&key(a, b));
+        }
     }
 
     pub(crate) fn conns(&self) -> usize {

@@ -24,7 +24,7 @@ use super::config::{SimConfig, splitmix64};
 use super::net::Network;
 use super::queue::{Action, Queue};
 use super::stats::Stats;
-use crate::proto::core::{Core, CoreError, Input, Output, Persist, TimerId};
+use crate::proto::core::{Core, CoreError, Delivery, Input, Output, Persist, TimerId};
 use crate::proto::identity::{ClusterId, Identity};
 use crate::proto::membership::config::MembershipConfig;
 use crate::proto::membership::event::Event;
@@ -96,6 +96,7 @@ pub struct Sim {
     stats: Stats,
     filter: Option<FrameFilter>,
     scratch: Vec<Output>,
+    deliveries: Vec<(Millis, usize, Delivery)>,
 }
 
 /// The address of simulated node `i`: `10.x.y.z:7000` with `x.y.z = i + 1`.
@@ -122,6 +123,7 @@ impl Sim {
             stats: Stats::default(),
             filter: None,
             scratch: Vec::new(),
+            deliveries: Vec::new(),
         }
     }
 
@@ -247,6 +249,25 @@ impl Sim {
             self.schedule_down(at, a, b, conn, "idle timeout: partitioned");
             self.schedule_down(at, b, a, conn, "idle timeout: partitioned");
         }
+    }
+
+    /// Cuts the link between `a` and `b` alone: their connection breaks
+    /// silently (both notice after the idle timeout) and they cannot
+    /// reconnect until [`Self::restore_link`].
+    pub fn cut_link(&mut self, a: usize, b: usize) {
+        self.net.block(a, b, true);
+        let (x, y) = (a.min(b), a.max(b));
+        let cut = self.net.break_where(|p, q| (p, q) == (x, y));
+        let at = self.now + self.config.idle_timeout;
+        for (p, q, conn) in cut {
+            self.schedule_down(at, p, q, conn, "idle timeout: link cut");
+            self.schedule_down(at, q, p, conn, "idle timeout: link cut");
+        }
+    }
+
+    /// Lets `a` and `b` reach each other again after [`Self::cut_link`].
+    pub fn restore_link(&mut self, a: usize, b: usize) {
+        self.net.block(a, b, false);
     }
 
     /// Lifts the partition.
@@ -445,6 +466,7 @@ impl Sim {
                 event,
             }),
             Output::Persist(Persist::Incarnation(n)) => self.nodes[node].incarnation = n,
+            Output::Deliver(d) => self.deliveries.push((self.now, node, d)),
         }
     }
 
@@ -730,6 +752,11 @@ impl Sim {
     /// Every event reported so far, in order.
     pub fn log(&self) -> &[LogEntry] {
         &self.log
+    }
+
+    /// Every routed delivery so far (time, node, delivery), in order.
+    pub fn deliveries(&self) -> &[(Millis, usize, Delivery)] {
+        &self.deliveries
     }
 
     /// Traffic statistics so far.

@@ -45,6 +45,8 @@ impl Core {
         } else if let Err(r) = admit(&self.roster, self.config.open, &peer) {
             bump(&mut self.counters.refused_not_member);
             Some(r)
+        } else if !self.config.link_policy.allows(&peer) {
+            Some(Refusal::NotAllowed { peer })
         } else if inbound && live >= self.config.max_connections {
             Some(Refusal::TooManyLinks(live))
         } else {
@@ -74,8 +76,10 @@ impl Core {
             return;
         };
         if link.state == LinkState::Established {
+            self.routing.mark_links_changed();
             if link.closing.is_none() {
                 self.table.link_lost(&peer);
+                self.routing.mark_link_failed();
             }
             out.push(Output::Event(Event::LinkDown { peer, reason }));
         }
@@ -86,6 +90,7 @@ impl Core {
             l.state = LinkState::Established;
         }
         self.table.link_restored(&peer);
+        self.routing.mark_links_changed();
         out.push(Output::Event(Event::LinkUp { peer, inbound }));
         if !inbound {
             let digest = self.table.digest();
@@ -107,6 +112,7 @@ impl Core {
             self.send(peer, Frame::goodbye(&reason), out);
         }
         self.peers.close(&peer, now);
+        self.routing.mark_links_changed();
         out.push(Output::Disconnect { peer, reason });
     }
 

@@ -168,6 +168,7 @@ impl Core {
                 self.peers.close(&from, now);
                 self.apply_records(now, from, vec![record], true, out);
             }
+            Frame::Routed(msg) => self.on_routed(now, from, msg, out),
         }
     }
 
@@ -256,7 +257,14 @@ impl Core {
         }
         bump(&mut self.counters.records_applied);
         let left = rec.record.left;
+        let links_changed = self
+            .table
+            .get(&id)
+            .is_none_or(|e| e.record().record.links != rec.record.links);
         let applied = self.table.apply(rec, now);
+        if links_changed || applied.event.is_some() {
+            self.routing.mark_records_changed();
+        }
         if left {
             self.peers.close(&id, now);
         }

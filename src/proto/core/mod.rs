@@ -39,7 +39,11 @@ use crate::proto::membership::sigcache::SigCache;
 use crate::proto::membership::table::MemberTable;
 use crate::proto::roster::Roster;
 use crate::proto::time::Millis;
+use crate::proto::topology::Routing;
+use crate::proto::topology::probes::Probes;
 use crate::proto::wire::Frame;
+
+pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
 /// The core's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,6 +58,17 @@ pub enum Command {
     /// Leave the federation gracefully: announce a final signed record and
     /// close every connection. The core stops gossiping afterwards.
     Leave,
+    /// Send a test probe to `dst` over the best route, at least once: it is
+    /// resent on the current route until [`Delivery::ProbeAcked`] (or
+    /// [`Delivery::ProbeExpired`]).
+    SendProbe {
+        /// The destination cluster.
+        dst: ClusterId,
+        /// Chosen by the caller; must not be pending already.
+        id: u64,
+        /// Opaque bytes (at most [`crate::proto::topology::payload::MAX_PROBE_BODY`]).
+        body: Vec<u8>,
+    },
 }
 
 /// State the caller must store durably.
@@ -159,6 +174,8 @@ pub enum Output {
     Event(Event),
     /// Store durably before carrying out the outputs that follow.
     Persist(Persist),
+    /// Hand a routed message (or its outcome) to the application.
+    Deliver(Delivery),
 }
 
 /// Why a core cannot be built.
@@ -200,6 +217,8 @@ pub struct Core {
     started: bool,
     next_heartbeat: Millis,
     scratch_events: Vec<Event>,
+    routing: Routing,
+    probes: Probes,
 }
 
 impl Core {
@@ -252,6 +271,8 @@ impl Core {
             started: false,
             next_heartbeat: Millis::ZERO,
             scratch_events: Vec::new(),
+            routing: Routing::new(),
+            probes: Probes::default(),
         })
     }
 
@@ -276,7 +297,10 @@ impl Core {
         }
         match input {
             Input::Start => {}
-            Input::Timer(TimerId::Tick) => self.tick(now, out),
+            Input::Timer(TimerId::Tick) => {
+                self.tick(now, out);
+                self.routing_tick(now, out);
+            }
             Input::Frame { from, frame } => self.on_frame(now, from, frame, out),
             Input::PeerUp {
                 peer,
@@ -300,7 +324,11 @@ impl Core {
                 self.refuse(now, peer, Refusal::Malformed(error), out);
             }
             Input::Command(Command::Leave) => self.leave(now, out),
+            Input::Command(Command::SendProbe { dst, id, body }) => {
+                self.send_probe(now, dst, id, body, out)
+            }
         }
+        self.after_input(now);
     }
 }
 
@@ -310,5 +338,6 @@ mod heartbeats;
 mod lifecycle;
 mod own_record;
 mod queries;
+mod routing;
 #[cfg(test)]
 mod tests;

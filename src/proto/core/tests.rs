@@ -653,3 +653,60 @@ fn same_seed_same_outputs() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn the_link_policy_refuses_other_peers_with_a_clear_reason_and_never_dials_them() {
+    let net = TestNet::new(21, &[1; 3]);
+    let identity = Arc::new(Identity::from_seed(net.seed_of(0)));
+    let config = MembershipConfig {
+        link_policy: crate::proto::topology::LinkPolicy::only([net.identities[1].id()]),
+        ..MembershipConfig::default()
+    };
+    let mut a = Core::new(
+        identity,
+        net.roster.clone(),
+        config,
+        vec![],
+        vec![addr(0)],
+        0,
+        1,
+    )
+    .unwrap();
+    let c = net.identities[2].id();
+    let outs = a.handle(
+        Millis(0),
+        Input::PeerUp {
+            peer: c,
+            addr: addr(2),
+            rtt: Duration::from_millis(1),
+            inbound: true,
+        },
+    );
+    let reason = goodbye_to(&outs, c).expect("refused with a goodbye");
+    assert!(reason.contains("link policy"), "{reason}");
+    assert!(reason.contains("allowed_peers"), "{reason}");
+    // Routed frames over budget from an allowed peer are dropped and counted.
+    let mut cores = vec![a, core(&net, 1, vec![])];
+    connect(&mut cores, Millis(0), 0, 1);
+    let b = cores[1].id();
+    let msg = crate::proto::topology::Routed {
+        dst: c,
+        hop_budget: 1,
+        path: vec![b],
+        payload: crate::proto::topology::RoutedPayload::Probe {
+            id: 1,
+            body: vec![],
+        },
+    };
+    let outs = cores[0].handle(
+        Millis(1),
+        Input::Frame {
+            from: b,
+            frame: Frame::Routed(msg),
+        },
+    );
+    assert!(!outs.iter().any(|o| matches!(o, Output::Send { .. })));
+    let dropped = cores[0].routing_counters().dropped;
+    use crate::proto::topology::DropReason;
+    assert_eq!(dropped[DropReason::OverBudget.index()], 1);
+}

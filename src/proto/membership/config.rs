@@ -90,6 +90,8 @@ pub struct MembershipConfig {
     pub max_gossip_bytes: usize,
     /// Entries of the verified-signature cache. Default 16 384.
     pub sig_cache_capacity: usize,
+    /// Which clusters may be linked at all (dialed or accepted). Default: any member.
+    pub link_policy: crate::proto::topology::LinkPolicy,
 }
 
 impl Default for MembershipConfig {
@@ -123,6 +125,7 @@ impl Default for MembershipConfig {
             max_members: MAX_DIGEST_ENTRIES,
             max_gossip_bytes: 512 * 1024,
             sig_cache_capacity: DEFAULT_SIG_CACHE_CAPACITY,
+            link_policy: crate::proto::topology::LinkPolicy::default(),
         }
     }
 }

@@ -102,6 +102,12 @@ pub enum Refusal {
     /// The peer was declared dead (heartbeats stopped).
     #[error("declared dead: no heartbeat for too long")]
     Dead,
+    /// The link policy does not allow a link with the peer.
+    #[error("link policy: cluster {peer} is not in this node's allowed_peers")]
+    NotAllowed {
+        /// The refused peer.
+        peer: ClusterId,
+    },
 }
 
 /// Whether `peer` may connect: a roster member, or any valid key in open mode.
@@ -446,8 +452,12 @@ impl Peers {
 
         let pending_ids: BTreeSet<ClusterId> =
             self.pending.values().filter_map(|p| p.expected).collect();
+        // Clusters the link policy excludes are never dialed.
         let busy = |id: &ClusterId| {
-            *id == table.local() || self.links.contains_key(id) || pending_ids.contains(id)
+            *id == table.local()
+                || self.links.contains_key(id)
+                || pending_ids.contains(id)
+                || !cfg.link_policy.allows(id)
         };
         let dialable = |state: MemberState, id: &ClusterId| -> Option<SocketAddr> {
             let e = table.get(id)?;

@@ -1,0 +1,62 @@
+//! What a [`super::Routed`] message carries. The delivery layer adds its
+//! own variants later; new variants go at the end (postcard encodes the
+//! variant index).
+
+/// Largest probe body, in bytes.
+pub const MAX_PROBE_BODY: usize = 64 * 1024;
+
+/// The body of a routed message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RoutedPayload {
+    /// A test message: delivered to the destination, which answers with
+    /// [`RoutedPayload::ProbeAck`]. Retried by the origin until acked.
+    Probe {
+        /// Chosen by the origin; names the probe in its ack.
+        id: u64,
+        /// Opaque bytes (at most [`MAX_PROBE_BODY`]).
+        body: Vec<u8>,
+    },
+    /// The destination of a probe received it.
+    ProbeAck {
+        /// The probe's id.
+        id: u64,
+        /// The path the probe took, origin first, destination last.
+        path: Vec<crate::proto::identity::ClusterId>,
+    },
+}
+
+/// Why a payload is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// A probe body is over [`MAX_PROBE_BODY`].
+    #[error("probe body of {0} bytes exceeds the {MAX_PROBE_BODY}-byte limit")]
+    BodyTooLong(usize),
+    /// An ack lists a path longer than the hop budget cap.
+    #[error("ack path of {0} hops exceeds the hop budget cap")]
+    PathTooLong(usize),
+}
+
+impl RoutedPayload {
+    /// Checks every length against its bound.
+    pub fn check_bounds(&self) -> Result<(), PayloadError> {
+        match self {
+            RoutedPayload::Probe { body, .. } if body.len() > MAX_PROBE_BODY => {
+                Err(PayloadError::BodyTooLong(body.len()))
+            }
+            RoutedPayload::ProbeAck { path, .. }
+                if path.len() > super::routed::MAX_HOP_BUDGET as usize + 1 =>
+            {
+                Err(PayloadError::PathTooLong(path.len()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A stable lowercase name (metrics labels, logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RoutedPayload::Probe { .. } => "probe",
+            RoutedPayload::ProbeAck { .. } => "probe_ack",
+        }
+    }
+}
