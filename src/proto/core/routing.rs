@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::failure::MemberState;
 use crate::proto::time::Millis;
+use crate::proto::topology::payload::{MAX_PROBE_BODY, PayloadError};
 use crate::proto::topology::routed::{Decision, Routed, decide};
 use crate::proto::topology::state::RoutingCounters;
 use crate::proto::topology::{RouteTable, RoutedPayload};
@@ -173,17 +174,13 @@ impl Core {
         body: Vec<u8>,
         out: &mut Vec<Output>,
     ) {
-        let payload = RoutedPayload::Probe { id, body };
-        if let Err(e) = payload.check_bounds() {
+        if body.len() > MAX_PROBE_BODY {
             out.push(Output::Deliver(Delivery::ProbeRefused {
                 id,
-                reason: e.to_string(),
+                reason: PayloadError::BodyTooLong(body.len()).to_string(),
             }));
             return;
         }
-        let RoutedPayload::Probe { id, body } = payload else {
-            return;
-        };
         if let Err(e) = self.probes.add(id, dst, body.clone(), now) {
             out.push(Output::Deliver(Delivery::ProbeRefused {
                 id,
@@ -191,7 +188,8 @@ impl Core {
             }));
             return;
         }
-        // Unroutable now: the retry path sends it once a route appears.
+        // Without a route yet, the drop is counted and the retry path sends
+        // it again once one appears.
         self.originate(dst, RoutedPayload::Probe { id, body }, out);
     }
 

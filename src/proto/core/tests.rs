@@ -709,4 +709,16 @@ fn the_link_policy_refuses_other_peers_with_a_clear_reason_and_never_dials_them(
     let dropped = cores[0].routing_counters().dropped;
     use crate::proto::topology::DropReason;
     assert_eq!(dropped[DropReason::OverBudget.index()], 1);
+    // Probes: too big or a duplicate id are refused; a probe to a known
+    // cluster without a route yet waits for the retry path.
+    let probe = |id, body| Input::Command(Command::SendProbe { dst: c, id, body });
+    let big = vec![0; crate::proto::topology::payload::MAX_PROBE_BODY + 1];
+    let refused = |outs: &[Output]| {
+        outs.iter()
+            .any(|o| matches!(o, Output::Deliver(Delivery::ProbeRefused { .. })))
+    };
+    assert!(refused(&cores[0].handle(Millis(2), probe(1, big))));
+    assert!(!refused(&cores[0].handle(Millis(2), probe(1, vec![1]))));
+    assert_eq!(cores[0].pending_probes(), 1);
+    assert!(refused(&cores[0].handle(Millis(2), probe(1, vec![2]))));
 }
