@@ -30,3 +30,14 @@ pub use outbox::{
 };
 pub use signer::{Conflict, MemoryVoteRecord, Signed, SignedVoteRecord, SignerError, VoteSigner};
 pub use timing::{Backoff, RttEstimator};
+mod round;
+mod voter;
+
+pub use round::{
+    DeliveryError, Outcome, QuorumConfig, QuorumCounters, QuorumDriver, QuorumError, QuorumOutput,
+    verify_delivery,
+};
+pub use voter::{Ballot, Proposal, ProposalError, Voter};
+
+#[cfg(test)]
+mod sim;
