@@ -224,6 +224,15 @@ impl VoteBatch {
     /// Verifies the batch against the roster of its epoch (one signature check,
     /// skipped on a `cache` hit; successes are cached).
     pub fn verify(&self, roster: &Roster, cache: Option<&SigCache>) -> Result<(), VoteError> {
+        self.check(roster, cache, &Self::root_of(&self.entries))
+    }
+
+    fn check(
+        &self,
+        roster: &Roster,
+        cache: Option<&SigCache>,
+        root: &Digest,
+    ) -> Result<(), VoteError> {
         let first = self
             .entries
             .first()
@@ -241,19 +250,51 @@ impl VoteBatch {
         let key = roster
             .key(&self.voter)
             .ok_or(VoteError::NotAMember(self.voter))?;
-        check_signature(key, &self.sign_bytes(), &self.signature, self.voter, cache)
+        let bytes = header_bytes(
+            self.network_id,
+            self.epoch,
+            self.kind,
+            self.voter,
+            self.entries.len() as u32,
+            root,
+        );
+        check_signature(key, &bytes, &self.signature, self.voter, cache)
+    }
+
+    /// Verifies the batch like [`VoteBatch::verify`] and returns its entries as
+    /// attested votes, building the Merkle tree once for both.
+    pub fn verified_votes(
+        &self,
+        roster: &Roster,
+        cache: Option<&SigCache>,
+    ) -> Result<Vec<AttestedVote>, VoteError> {
+        let levels = self.levels();
+        let root = levels
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or_default();
+        self.check(roster, cache, &root)?;
+        Ok(self.votes_from(&levels))
+    }
+
+    fn levels(&self) -> Vec<Vec<Digest>> {
+        levels(self.entries.iter().map(|(s, v)| leaf(s, v)).collect())
     }
 
     /// Every entry as a self-contained attested vote (the batch need not be
     /// verified first; each attested vote verifies on its own).
     pub fn votes(&self) -> Vec<AttestedVote> {
-        let levels = levels(self.entries.iter().map(|(s, v)| leaf(s, v)).collect());
+        self.votes_from(&self.levels())
+    }
+
+    fn votes_from(&self, levels: &[Vec<Digest>]) -> Vec<AttestedVote> {
         let count = self.entries.len() as u32;
         self.entries
             .iter()
             .enumerate()
             .map(|(i, (subject, value))| {
-                let mut path = Vec::new();
+                let mut path = MerklePath::default();
                 let mut idx = i;
                 for level in &levels[..levels.len() - 1] {
                     let sib = idx ^ 1;
@@ -345,6 +386,46 @@ fn check_signature(
     Ok(())
 }
 
+/// Sibling hashes from a leaf up, stored inline (at most [`MAX_PATH`]): a
+/// proof is copied into every certificate and tally, and an inline array
+/// keeps that free of allocations.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct MerklePath {
+    len: u8,
+    hashes: [Digest; MAX_PATH],
+}
+
+impl MerklePath {
+    /// Appends a sibling; ignored beyond [`MAX_PATH`] (callers check lengths first).
+    pub fn push(&mut self, h: Digest) {
+        if let Some(slot) = self.hashes.get_mut(self.len as usize) {
+            *slot = h;
+            self.len += 1;
+        }
+    }
+
+    /// The siblings.
+    pub fn as_slice(&self) -> &[Digest] {
+        &self.hashes[..self.len as usize]
+    }
+
+    /// Number of siblings.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether there are none (a batch of one).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for MerklePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
 /// The Merkle proof that a vote is entry `index` of a signed batch of `count`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BatchProof {
@@ -353,7 +434,7 @@ pub struct BatchProof {
     /// Entries in the batch.
     pub count: u32,
     /// Sibling hashes from the leaf up (promoted levels have none).
-    pub path: Vec<Digest>,
+    pub path: MerklePath,
     /// The batch signature over the header.
     pub signature: [u8; 64],
 }
@@ -377,7 +458,7 @@ impl Attestation {
             }
             Attestation::Batch(p) => {
                 w.u8(1).u32(p.index).u32(p.count).u8(p.path.len() as u8);
-                for h in &p.path {
+                for h in p.path.as_slice() {
                     w.raw(&h.0);
                 }
                 w.raw(&p.signature);
@@ -399,7 +480,7 @@ impl Attestation {
                         format!("{n} > {MAX_PATH}"),
                     ));
                 }
-                let mut path = Vec::with_capacity(n);
+                let mut path = MerklePath::default();
                 for _ in 0..n {
                     path.push(Digest(r.array()?));
                 }
@@ -454,7 +535,7 @@ impl AttestedVote {
                     return Err(VoteError::BadSignature(self.vote.voter));
                 }
                 let l = leaf(&self.vote.round.subject, &self.vote.value);
-                let root = root_from_path(l, p.index as usize, p.count as usize, &p.path)
+                let root = root_from_path(l, p.index as usize, p.count as usize, p.path.as_slice())
                     .ok_or(VoteError::BadSignature(self.vote.voter))?;
                 let r = &self.vote.round;
                 Ok((

@@ -86,7 +86,7 @@ impl Default for QuorumConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A quorum accepted the value: the certificate proves it.
-    Accepted(QuorumCertificate),
+    Accepted(Arc<QuorumCertificate>),
     /// No value can reach quorum in the votes this node saw.
     Rejected,
     /// The origin gave up after its last retry (own rounds only).
@@ -122,7 +122,7 @@ pub enum QuorumOutput {
     },
     /// A verified certificate seen for the first time here (from the tally or
     /// from elsewhere): the message may be delivered (after [`verify_delivery`]).
-    Certified(QuorumCertificate),
+    Certified(Arc<QuorumCertificate>),
     /// A signer equivocated: flagged here; gossip the evidence and log it.
     Evidence(VoteEvidence),
     /// Votes this node holds for a certified round from voters whose vote is
@@ -311,12 +311,15 @@ impl QuorumDriver {
             .roster(epoch)
             .ok_or(CoordinatorError::UnknownEpoch(epoch))?
             .clone();
-        if let Err(e) = batch.verify(&roster, Some(&self.cache)) {
-            self.counters.refused += 1;
-            return Err(e.into());
-        }
+        let votes = match batch.verified_votes(&roster, Some(&self.cache)) {
+            Ok(v) => v,
+            Err(e) => {
+                self.counters.refused += 1;
+                return Err(e.into());
+            }
+        };
         let mut out = Vec::new();
-        for vote in batch.votes() {
+        for vote in votes {
             self.ingest(now, vote, &mut out)?;
         }
         Ok(out)
@@ -381,7 +384,7 @@ impl QuorumDriver {
             out.push(QuorumOutput::Echo(echo));
         }
         if self.certified.insert(cert.round()) {
-            out.push(QuorumOutput::Certified(cert.clone()));
+            out.push(QuorumOutput::Certified(Arc::new(cert.clone())));
         }
         Ok(out)
     }
@@ -489,7 +492,7 @@ impl QuorumDriver {
         let own = self.own.remove(&round).is_some();
         let outcome = match decision {
             Decision::Accepted(value) => {
-                let cert = self.certificate(round, value);
+                let cert = Arc::new(self.certificate(round, value));
                 if self.certified.insert(round) {
                     out.push(QuorumOutput::Certified(cert.clone()));
                 }

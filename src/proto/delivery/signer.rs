@@ -137,6 +137,7 @@ impl VoteSigner {
     ) -> Result<Signed, SignerError<R::Error>> {
         let mut out = Signed::default();
         let mut fresh: Vec<(Digest, Digest)> = Vec::new();
+        let mut fresh_values: HashMap<Digest, Digest> = HashMap::new();
         for (subject, value) in entries {
             let slot = Slot {
                 round: Round {
@@ -151,7 +152,7 @@ impl VoteSigner {
             let earlier_value = earlier
                 .as_ref()
                 .map(|v| v.vote.value)
-                .or_else(|| fresh.iter().find(|(s, _)| s == subject).map(|(_, v)| *v));
+                .or_else(|| fresh_values.get(subject).copied());
             match (earlier, earlier_value) {
                 (_, Some(v)) if v != *value => out.refused.push(Conflict {
                     slot,
@@ -160,7 +161,10 @@ impl VoteSigner {
                 }),
                 (Some(vote), Some(_)) => out.repeats.push(vote),
                 (None, Some(_)) => {} // the same entry twice in this request
-                (_, None) => fresh.push((*subject, *value)),
+                (_, None) => {
+                    fresh_values.insert(*subject, *value);
+                    fresh.push((*subject, *value));
+                }
             }
         }
         if fresh.is_empty() {

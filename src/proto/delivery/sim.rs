@@ -33,7 +33,7 @@ enum Msg {
     Proposal(Proposal),
     Batch(VoteBatch),
     Votes(Vec<AttestedVote>),
-    Cert(QuorumCertificate),
+    Cert(Arc<QuorumCertificate>),
     Evidence(VoteEvidence),
 }
 
@@ -54,7 +54,7 @@ struct Node {
     envelopes: HashMap<Digest, Arc<Envelope>>,
     delivered: BTreeMap<Round, Digest>,
     /// Certificates whose message has not arrived yet.
-    waiting: HashMap<Digest, QuorumCertificate>,
+    waiting: HashMap<Digest, Arc<QuorumCertificate>>,
     outcomes: BTreeMap<Round, Outcome>,
     decided_at: BTreeMap<Round, Millis>,
 }
@@ -71,7 +71,7 @@ struct Sim {
     sides: Option<Vec<u8>>,
     accept_set: BTreeSet<usize>,
     flush_every: Duration,
-    certs: Vec<QuorumCertificate>,
+    certs: Vec<Arc<QuorumCertificate>>,
     rejected_topic: Option<QueueName>,
     /// Second values for a slot that honest signers refused.
     refusals: usize,
@@ -254,7 +254,7 @@ impl Sim {
     }
 
     /// Delivers a certified message once both the certificate and the message are here.
-    fn deliver(&mut self, node: usize, cert: QuorumCertificate) {
+    fn deliver(&mut self, node: usize, cert: Arc<QuorumCertificate>) {
         let roster = self.net.roster.clone();
         let n = &mut self.nodes[node];
         match n.envelopes.get(&cert.value()) {
