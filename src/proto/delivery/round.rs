@@ -184,6 +184,23 @@ pub struct QuorumCounters {
 }
 
 #[derive(Debug)]
+struct RoundInfo {
+    first_seen: Millis,
+    certified: bool,
+    proofs: Vec<AttestedVote>,
+}
+
+impl RoundInfo {
+    fn new(now: Millis) -> Self {
+        RoundInfo {
+            first_seen: now,
+            certified: false,
+            proofs: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
 struct OwnRound {
     proposal: Proposal,
     attempt: u32,
@@ -200,12 +217,10 @@ pub struct QuorumDriver {
     coordinator: Coordinator,
     cache: Arc<SigCache>,
     current: Arc<Roster>,
-    /// The attested vote counted (or first recorded) per slot.
-    proofs: HashMap<(Round, ClusterId), AttestedVote>,
+    /// Every tallied round: when first seen, whether a certificate was
+    /// reported, and the attested vote recorded first for each voter.
+    rounds: HashMap<Round, RoundInfo>,
     own: HashMap<Round, OwnRound>,
-    /// Every tallied round and when it was first seen, for [`QuorumDriver::gc`].
-    tracked: HashMap<Round, Millis>,
-    certified: HashSet<Round>,
     counters: QuorumCounters,
 }
 
@@ -223,10 +238,8 @@ impl QuorumDriver {
             coordinator: Coordinator::new(roster.clone()),
             cache,
             current: roster,
-            proofs: HashMap::default(),
+            rounds: HashMap::default(),
             own: HashMap::default(),
-            tracked: HashMap::default(),
-            certified: HashSet::default(),
             counters: QuorumCounters::default(),
         }
     }
@@ -287,7 +300,9 @@ impl QuorumDriver {
                 deadline,
             },
         );
-        self.tracked.entry(round).or_insert(now);
+        self.rounds
+            .entry(round)
+            .or_insert_with(|| RoundInfo::new(now));
         self.counters.started += 1;
         let to = roster.members().iter().map(|m| m.id).collect();
         Ok(vec![
@@ -376,14 +391,14 @@ impl QuorumDriver {
             .members()
             .iter()
             .filter(|m| !in_cert.contains(&m.id))
-            .filter_map(|m| self.proofs.get(&(cert.round(), m.id)))
+            .filter_map(|m| self.proof(&cert.round(), &m.id))
             .filter(|v| v.vote.value != cert.value())
             .cloned()
             .collect();
         if !echo.is_empty() {
             out.push(QuorumOutput::Echo(echo));
         }
-        if self.certified.insert(cert.round()) {
+        if self.mark_certified(&cert.round()) {
             out.push(QuorumOutput::Certified(Arc::new(cert.clone())));
         }
         Ok(out)
@@ -425,7 +440,7 @@ impl QuorumDriver {
         }
         self.counters.flagged_from_evidence += 1;
         let pending: Vec<Round> = self
-            .tracked
+            .rounds
             .keys()
             .filter(|r| r.epoch == epoch && self.coordinator.decision(r).is_none())
             .copied()
@@ -446,12 +461,12 @@ impl QuorumDriver {
         out: &mut Vec<QuorumOutput>,
     ) -> Result<(), QuorumError> {
         let round = vote.vote.round;
-        if !self.tracked.contains_key(&round) {
-            if self.tracked.len() >= self.config.max_tracked {
+        if !self.rounds.contains_key(&round) {
+            if self.rounds.len() >= self.config.max_tracked {
                 self.counters.refused += 1;
-                return Err(QuorumError::TooManyRounds(self.tracked.len()));
+                return Err(QuorumError::TooManyRounds(self.rounds.len()));
             }
-            self.tracked.insert(round, now);
+            self.rounds.insert(round, RoundInfo::new(now));
         }
         let roster = self
             .coordinator
@@ -470,10 +485,14 @@ impl QuorumDriver {
         let key = (round, vote.vote.voter);
         match report.effect {
             VoteEffect::Counted | VoteEffect::SignerFlagged => {
-                self.proofs.entry(key).or_insert(vote);
+                if let Some(info) = self.rounds.get_mut(&round)
+                    && !info.proofs.iter().any(|v| v.vote.voter == vote.vote.voter)
+                {
+                    info.proofs.push(vote);
+                }
             }
             VoteEffect::Equivocation(_) => {
-                if let Some(first) = self.proofs.get(&key)
+                if let Some(first) = self.proof(&key.0, &key.1)
                     && let Ok(e) = VoteEvidence::from_conflict(first.clone(), vote)
                 {
                     self.counters.equivocations += 1;
@@ -493,7 +512,7 @@ impl QuorumDriver {
         let outcome = match decision {
             Decision::Accepted(value) => {
                 let cert = Arc::new(self.certificate(round, value));
-                if self.certified.insert(round) {
+                if self.mark_certified(&round) {
                     out.push(QuorumOutput::Certified(cert.clone()));
                 }
                 Outcome::Accepted(cert)
@@ -524,7 +543,7 @@ impl QuorumDriver {
                     .tally(&round)
                     .is_some_and(|t| t.is_counted(&m.id))
             })
-            .filter_map(|m| self.proofs.get(&(round, m.id)))
+            .filter_map(|m| self.proof(&round, &m.id))
             .collect();
         QuorumCertificate::from_votes(round, value, votes)
     }
@@ -562,7 +581,7 @@ impl QuorumDriver {
             .iter()
             .map(|m| m.id)
             .filter(|id| {
-                !tally.is_some_and(|t| t.is_counted(id)) && !self.proofs.contains_key(&(round, *id))
+                !tally.is_some_and(|t| t.is_counted(id)) && self.proof(&round, id).is_none()
             })
             .collect();
         vec![
@@ -578,21 +597,33 @@ impl QuorumDriver {
     /// rounds still in flight (bounded memory).
     pub fn gc(&mut self, now: Millis) {
         let keep = self.config.retention;
-        let old: Vec<Round> = self
-            .tracked
-            .iter()
-            .filter(|(r, t)| now.since(**t) > keep && !self.own.contains_key(r))
-            .map(|(r, _)| *r)
-            .collect();
-        for round in old {
-            self.tracked.remove(&round);
-            self.certified.remove(&round);
-            self.coordinator.forget(&round);
-            if let Some(roster) = self.coordinator.roster(round.epoch) {
-                for m in roster.members() {
-                    self.proofs.remove(&(round, m.id));
-                }
+        let own = &self.own;
+        let coordinator = &mut self.coordinator;
+        self.rounds.retain(|round, info| {
+            let stay = now.since(info.first_seen) <= keep || own.contains_key(round);
+            if !stay {
+                coordinator.forget(round);
             }
+            stay
+        });
+    }
+
+    fn proof(&self, round: &Round, voter: &ClusterId) -> Option<&AttestedVote> {
+        self.rounds
+            .get(round)?
+            .proofs
+            .iter()
+            .find(|v| v.vote.voter == *voter)
+    }
+
+    /// Marks a round as certified; true the first time.
+    fn mark_certified(&mut self, round: &Round) -> bool {
+        match self.rounds.get_mut(round) {
+            Some(info) if !info.certified => {
+                info.certified = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -618,7 +649,7 @@ impl QuorumDriver {
 
     /// Rounds tallied.
     pub fn tracked(&self) -> usize {
-        self.tracked.len()
+        self.rounds.len()
     }
 
     /// The counters.
