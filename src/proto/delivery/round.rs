@@ -191,11 +191,12 @@ struct RoundInfo {
 }
 
 impl RoundInfo {
-    fn new(now: Millis) -> Self {
+    fn new(now: Millis, members: usize) -> Self {
         RoundInfo {
             first_seen: now,
             certified: false,
-            proofs: Vec::new(),
+            // One allocation per round: every member's vote fits.
+            proofs: Vec::with_capacity(members.min(64)),
         }
     }
 }
@@ -302,7 +303,7 @@ impl QuorumDriver {
         );
         self.rounds
             .entry(round)
-            .or_insert_with(|| RoundInfo::new(now));
+            .or_insert_with(|| RoundInfo::new(now, roster.members().len()));
         self.counters.started += 1;
         let to = roster.members().iter().map(|m| m.id).collect();
         Ok(vec![
@@ -466,7 +467,11 @@ impl QuorumDriver {
                 self.counters.refused += 1;
                 return Err(QuorumError::TooManyRounds(self.rounds.len()));
             }
-            self.rounds.insert(round, RoundInfo::new(now));
+            let members = self
+                .coordinator
+                .roster(round.epoch)
+                .map_or(0, |r| r.members().len());
+            self.rounds.insert(round, RoundInfo::new(now, members));
         }
         let roster = self
             .coordinator
