@@ -131,7 +131,7 @@ mod tests {
             )
             .unwrap();
         assert!(again.batch.is_none());
-        assert_eq!(again.repeats, [first.clone()]);
+        assert_eq!(again.repeats, std::slice::from_ref(&first));
         assert_eq!(again.refused.len(), 1);
         first.verify(&net.roster, None).unwrap();
         assert!(signer.sign_single(&mut rec, r, value(4)).unwrap().is_err());

@@ -124,7 +124,7 @@ pub enum QuorumOutput {
     /// from elsewhere): the message may be delivered (after [`verify_delivery`]).
     Certified(Arc<QuorumCertificate>),
     /// A signer equivocated: flagged here; gossip the evidence and log it.
-    Evidence(VoteEvidence),
+    Evidence(Box<VoteEvidence>),
     /// Votes this node holds for a certified round from voters whose vote is
     /// not in the certificate and whose value differs: send them back to
     /// whoever sent the certificate. A voter that told different nodes
@@ -437,7 +437,7 @@ impl QuorumDriver {
         }
         self.counters.equivocations = before;
         if !out.iter().any(|o| matches!(o, QuorumOutput::Evidence(_))) {
-            out.push(QuorumOutput::Evidence(evidence.clone()));
+            out.push(QuorumOutput::Evidence(Box::new(evidence.clone())));
         }
         self.counters.flagged_from_evidence += 1;
         let pending: Vec<Round> = self
@@ -501,7 +501,7 @@ impl QuorumDriver {
                     && let Ok(e) = VoteEvidence::from_conflict(first.clone(), vote)
                 {
                     self.counters.equivocations += 1;
-                    out.push(QuorumOutput::Evidence(e));
+                    out.push(QuorumOutput::Evidence(Box::new(e)));
                 }
             }
             VoteEffect::Duplicate | VoteEffect::FurtherConflict => {}

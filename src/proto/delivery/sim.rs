@@ -34,7 +34,7 @@ enum Msg {
     Batch(VoteBatch),
     Votes(Vec<AttestedVote>),
     Cert(Arc<QuorumCertificate>),
-    Evidence(VoteEvidence),
+    Evidence(Box<VoteEvidence>),
 }
 
 #[derive(Debug)]
