@@ -538,19 +538,13 @@ impl QuorumDriver {
     }
 
     fn certificate(&self, round: Round, value: Digest) -> QuorumCertificate {
-        let votes: Vec<&AttestedVote> = self
-            .coordinator
-            .roster(round.epoch)
-            .into_iter()
-            .flat_map(|r| r.members())
-            .filter(|m| {
-                self.coordinator
-                    .tally(&round)
-                    .is_some_and(|t| t.is_counted(&m.id))
-            })
-            .filter_map(|m| self.proof(&round, &m.id))
-            .collect();
-        QuorumCertificate::from_votes(round, value, votes)
+        let tally = self.coordinator.tally(&round);
+        let proofs = self.rounds.get(&round).map(|i| i.proofs.as_slice());
+        let counted = proofs
+            .unwrap_or_default()
+            .iter()
+            .filter(|v| tally.is_some_and(|t| t.is_counted(&v.vote.voter)));
+        QuorumCertificate::from_votes(round, value, counted)
     }
 
     /// The round timer fired: resend the proposal to members that have not
