@@ -165,3 +165,100 @@ impl QuorumCertificate {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::delivery::VoteBatch;
+    use crate::testkit::{TestNet, value};
+
+    fn batched(net: &TestNet, voters: &[usize], round: Round, v: Digest) -> Vec<AttestedVote> {
+        voters
+            .iter()
+            .map(|i| {
+                let entries = vec![(value(900), value(901)), (round.subject, v)];
+                let b = VoteBatch::sign(
+                    &net.identities[*i],
+                    round.network_id,
+                    round.epoch,
+                    round.kind,
+                    entries,
+                )
+                .unwrap();
+                b.votes()[1].clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batched_and_single_votes_certify_and_round_trip() {
+        let net = TestNet::new(4, &[33, 33, 34]);
+        let round = net.round(VoteKind::ByzantineQuorum, 1);
+        let mut votes = batched(&net, &[0, 2], round, value(1));
+        votes.push(net.vote(1, round, value(1)).into());
+        votes.push(net.vote(1, round, value(2)).into()); // another value: ignored
+        let cert = QuorumCertificate::from_votes(round, value(1), &votes);
+        assert_eq!(cert.len(), 3);
+        let cache = SigCache::new(8);
+        assert_eq!(cert.verify(&net.roster, Some(&cache)).unwrap(), 100);
+        assert_eq!(QuorumCertificate::decode(&cert.encode()).unwrap(), cert);
+        assert!(cert.to_single(&net.roster).is_none());
+        // 67 of 100 is a Byzantine quorum, 66 is not.
+        let strong = QuorumCertificate::from_votes(round, value(1), &votes[..2]);
+        assert_eq!(strong.verify(&net.roster, None).unwrap(), 67);
+        let weak =
+            QuorumCertificate::from_votes(round, value(1), &[votes[0].clone(), votes[2].clone()]);
+        assert!(matches!(
+            weak.verify(&net.roster, None),
+            Err(CertificateError::NoQuorum { yes: 66, .. })
+        ));
+        // All single: converts to the foundation certificate, which verifies.
+        let singles: Vec<AttestedVote> = (0..3)
+            .map(|i| net.vote(i, round, value(1)).into())
+            .collect();
+        let c = QuorumCertificate::from_votes(round, value(1), &singles);
+        c.to_single(&net.roster)
+            .unwrap()
+            .verify(&net.roster)
+            .unwrap();
+    }
+
+    #[test]
+    fn tampering_is_refused() {
+        let net = TestNet::new(4, &[1, 1, 1]);
+        let round = net.round(VoteKind::GlobalQuorum, 1);
+        let votes = batched(&net, &[0, 1, 2], round, value(1));
+        let cert = QuorumCertificate::from_votes(round, value(1), &votes);
+        let mut bytes = cert.encode();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(matches!(
+            QuorumCertificate::decode(&bytes)
+                .unwrap()
+                .verify(&net.roster, None),
+            Err(CertificateError::Vote { .. })
+        ));
+        let mut other = cert.encode();
+        other[32 + 8 + 1 + 32] ^= 1; // the value
+        assert!(
+            QuorumCertificate::decode(&other)
+                .unwrap()
+                .verify(&net.roster, None)
+                .is_err()
+        );
+        let mut dup = cert.clone();
+        dup.votes[1] = dup.votes[0].clone();
+        assert!(matches!(
+            dup.verify(&net.roster, None),
+            Err(CertificateError::NotCanonical(_))
+        ));
+        let mut huge = cert.encode();
+        huge[32 + 8 + 1 + 64..32 + 8 + 1 + 64 + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(QuorumCertificate::decode(&huge).is_err());
+        let empty = QuorumCertificate::from_votes(round, value(1), &[]);
+        assert_eq!(
+            empty.verify(&net.roster, None),
+            Err(CertificateError::Empty)
+        );
+    }
+}

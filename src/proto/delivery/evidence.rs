@@ -107,3 +107,67 @@ impl VoteEvidence {
         Ok(VoteEvidence { first, second })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::delivery::VoteBatch;
+    use crate::proto::vote::VoteKind;
+    use crate::testkit::{TestNet, value};
+
+    #[test]
+    fn batched_conflict_verifies_round_trips_and_tampering_is_refused() {
+        let net = TestNet::new(6, &[1, 1, 1]);
+        let r = net.round(VoteKind::ByzantineQuorum, 1);
+        let id = &net.identities[2];
+        let a = VoteBatch::sign(
+            id,
+            r.network_id,
+            r.epoch,
+            r.kind,
+            vec![(r.subject, value(1))],
+        )
+        .unwrap();
+        let b = VoteBatch::sign(
+            id,
+            r.network_id,
+            r.epoch,
+            r.kind,
+            vec![(value(7), value(8)), (r.subject, value(2))],
+        )
+        .unwrap();
+        let (va, vb) = (a.votes()[0].clone(), b.votes()[1].clone());
+        let e = VoteEvidence::from_conflict(vb.clone(), va.clone()).unwrap();
+        assert!(e.first().vote.value < e.second().vote.value);
+        assert_eq!(e.verify(&net.roster, None).unwrap(), id.id());
+        assert_eq!(VoteEvidence::decode(&e.encode()).unwrap(), e);
+        assert!(e.to_single().is_none());
+        assert_eq!(
+            VoteEvidence::from_conflict(va.clone(), va.clone()),
+            Err(EvidenceError::EqualValues)
+        );
+        let other_voter: AttestedVote = net.vote(0, r, value(2)).into();
+        assert_eq!(
+            VoteEvidence::from_conflict(va.clone(), other_voter),
+            Err(EvidenceError::DifferentSlots)
+        );
+        let mut bad = e.encode();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(
+            VoteEvidence::decode(&bad)
+                .unwrap()
+                .verify(&net.roster, None),
+            Err(EvidenceError::BadSignature(Side::Second))
+        );
+        // Mixed single and batched, and all-single converts to foundation evidence.
+        let single: AttestedVote = net.vote(2, r, value(3)).into();
+        VoteEvidence::from_conflict(va, single.clone())
+            .unwrap()
+            .verify(&net.roster, None)
+            .unwrap();
+        let single2: AttestedVote = net.vote(2, r, value(4)).into();
+        let s = VoteEvidence::from_conflict(single, single2).unwrap();
+        assert_eq!(s.to_single().unwrap().verify(&net.roster).unwrap(), id.id());
+    }
+}

@@ -142,3 +142,91 @@ impl Voter {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::delivery::{Guarantee, MemoryVoteRecord, MessageKey};
+    use crate::proto::identity::Identity;
+    use crate::proto::queue::QueueName;
+    use crate::testkit::TestNet;
+
+    fn proposal(net: &TestNet, origin: usize, g: Guarantee) -> Proposal {
+        let e = Envelope::new(
+            MessageKey {
+                origin: net.identities[origin].id(),
+                id: 1,
+            },
+            QueueName::new("q").unwrap(),
+            g,
+            b"x".to_vec(),
+            None,
+        )
+        .unwrap();
+        let network = net.roster.network_id();
+        Proposal {
+            round: Round {
+                network_id: network,
+                epoch: 0,
+                kind: VoteKind::ByzantineQuorum,
+                subject: e.subject(network),
+            },
+            envelope: Arc::new(e),
+        }
+    }
+
+    #[test]
+    fn checks_proposals_and_batches_votes() {
+        let net = TestNet::new(8, &[1, 1, 1]);
+        let mut v = Voter::new();
+        let good = proposal(&net, 1, Guarantee::ByzantineQuorum);
+        let digest = good.envelope.digest(net.roster.network_id());
+        assert_eq!(
+            v.on_proposal(&net.roster, &good, |_| true),
+            Ok(Ballot::Accept(digest))
+        );
+        let mut other = proposal(&net, 2, Guarantee::ByzantineQuorum);
+        assert_eq!(
+            v.on_proposal(&net.roster, &other, |_| false),
+            Ok(Ballot::Reject)
+        );
+        other.round.subject = digest;
+        assert_eq!(
+            v.on_proposal(&net.roster, &other, |_| true),
+            Err(ProposalError::WrongSubject)
+        );
+        let wrong_kind = proposal(&net, 1, Guarantee::GlobalQuorum);
+        assert!(matches!(
+            v.on_proposal(&net.roster, &wrong_kind, |_| true),
+            Err(ProposalError::WrongKind(_))
+        ));
+        let mut epoch = good.clone();
+        epoch.round.epoch = 3;
+        assert!(matches!(
+            v.on_proposal(&net.roster, &epoch, |_| true),
+            Err(ProposalError::WrongEpoch { .. })
+        ));
+        let stranger = TestNet::new(9, &[1]);
+        let mut foreign = proposal(&stranger, 0, Guarantee::ByzantineQuorum);
+        assert_eq!(
+            v.on_proposal(&net.roster, &foreign, |_| true),
+            Err(ProposalError::WrongNetwork)
+        );
+        foreign.round.network_id = net.roster.network_id();
+        foreign.round.subject = foreign.envelope.subject(net.roster.network_id());
+        assert_eq!(
+            v.on_proposal(&net.roster, &foreign, |_| true),
+            Err(ProposalError::NotAMember)
+        );
+        assert_eq!(v.queued(), 2);
+        let signer = VoteSigner::new(Identity::from_seed(net.seed_of(0)));
+        let mut rec = MemoryVoteRecord::new();
+        let signed = v.flush(&net.roster, &signer, &mut rec).unwrap();
+        assert_eq!(signed.len(), 1);
+        let batch = signed[0].batch.as_ref().unwrap();
+        assert_eq!(batch.entries().len(), 2);
+        batch.verify(&net.roster, None).unwrap();
+        assert_eq!(v.queued(), 0);
+        assert!(v.flush(&net.roster, &signer, &mut rec).unwrap().is_empty());
+    }
+}
