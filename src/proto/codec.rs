@@ -18,6 +18,12 @@ pub mod tags {
     pub const ROSTER_SUBJECT: &[u8] = b"fedmesh/roster-subject/v1";
     /// A gossiped heartbeat (liveness only, apart from the node record).
     pub const HEARTBEAT: &[u8] = b"fedmesh/heartbeat/v1";
+    /// A delivery message digest (the value voted on in quorum rounds).
+    pub const MESSAGE: &[u8] = b"fedmesh/message/v1";
+    /// The subject of a message's quorum round: origin and message id.
+    pub const MESSAGE_SUBJECT: &[u8] = b"fedmesh/message-subject/v1";
+    /// A batch of votes under one signature (over a Merkle root of its entries).
+    pub const VOTE_BATCH: &[u8] = b"fedmesh/votebatch/v1";
 }
 
 /// Why bytes do not decode to the expected canonical layout.

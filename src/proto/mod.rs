@@ -5,15 +5,18 @@ pub mod cert;
 pub mod certificate;
 pub mod codec;
 pub mod core;
+pub mod delivery;
 pub mod evidence;
 pub mod identity;
 pub mod log_entry;
 pub mod membership;
+pub mod queue;
 pub mod quorum;
 pub mod roster;
 pub mod roster_epoch;
 pub mod time;
 pub mod topology;
+pub mod vclock;
 pub mod vote;
 pub mod wire;
 

@@ -2,7 +2,11 @@
 
 pub mod atomic;
 pub mod bounded;
+pub mod dedup;
+pub mod delivery_error;
 pub mod genesis;
 pub mod keys;
+pub mod outbox;
+pub mod signed_votes;
 pub mod state;
 pub mod votelog;

@@ -1,0 +1,213 @@
+//! Delivery figures, each beside its raw baseline measured in the same run:
+//!
+//! * quorum decisions per second, 5 clusters, BYZANTINE_QUORUM, IO-free:
+//!   every origin proposes, every member validates and signs one vote batch
+//!   per wave, every member's driver verifies every batch and tallies every
+//!   round, the origin builds the certificate — signing and verifying included;
+//! * raw ed25519 `sign` and `verify_strict` on a vote-sized message, and the
+//!   decision rate that single (unbatched) votes would allow at that cost.
+//!
+//! Run: `cargo bench --bench delivery` (`ROUNDS=N`, `WAVE=N` rounds per origin
+//! per wave, at most 800 so one wave fits one batch).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signature, Signer, SigningKey};
+use fedmesh::proto::delivery::{
+    Envelope, Guarantee, MemoryVoteRecord, MessageKey, Outcome, QuorumConfig, QuorumDriver,
+    QuorumOutput, VoteBatch, VoteSigner, Voter,
+};
+use fedmesh::proto::identity::Identity;
+use fedmesh::proto::membership::sigcache::SigCache;
+use fedmesh::proto::queue::QueueName;
+use fedmesh::proto::time::Millis;
+use fedmesh::proto::vote::VoteKind;
+use fedmesh::testkit::{TestNet, value};
+use rayon::prelude::*;
+
+const CLUSTERS: usize = 5;
+
+struct Cluster {
+    driver: QuorumDriver,
+    voter: Voter,
+    signer: VoteSigner,
+    record: MemoryVoteRecord,
+    accepted: u64,
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `rounds` rounds in waves; returns (seconds, decisions).
+fn run(net: &TestNet, rounds: u64, wave: u64, parallel: bool) -> (f64, u64) {
+    let config = QuorumConfig {
+        retention: Duration::ZERO,
+        ..QuorumConfig::default()
+    };
+    let mut clusters: Vec<Cluster> = (0..CLUSTERS)
+        .map(|i| Cluster {
+            driver: QuorumDriver::new(
+                net.identities[i].id(),
+                net.roster.clone(),
+                config,
+                Arc::new(SigCache::new(1024)),
+            ),
+            voter: Voter::new(),
+            signer: VoteSigner::new(Identity::from_seed(net.seed_of(i))),
+            record: MemoryVoteRecord::new(),
+            accepted: 0,
+        })
+        .collect();
+    let topic = QueueName::new("bench").expect("valid topic");
+    let roster = net.roster.clone();
+    let per_origin = rounds / CLUSTERS as u64;
+    let mut next_id = 1u64;
+    let mut now = Millis(0);
+    let t = Instant::now();
+    while next_id <= per_origin {
+        let ids = next_id..(next_id + wave).min(per_origin + 1);
+        next_id = ids.end;
+        now = Millis(now.0 + 1);
+        // Propose.
+        let mut proposals = Vec::new();
+        for (i, c) in clusters.iter_mut().enumerate() {
+            for id in ids.clone() {
+                let key = MessageKey {
+                    origin: net.identities[i].id(),
+                    id,
+                };
+                let e = Envelope::new(
+                    key,
+                    topic.clone(),
+                    Guarantee::ByzantineQuorum,
+                    id.to_be_bytes().to_vec(),
+                    None,
+                )
+                .expect("valid envelope");
+                for o in c.driver.propose(now, Arc::new(e), None).expect("propose") {
+                    if let QuorumOutput::Propose { proposal, .. } = o {
+                        proposals.push(proposal);
+                    }
+                }
+            }
+        }
+        // Validate and sign: one batch per member per wave.
+        let sign = |c: &mut Cluster| -> Vec<VoteBatch> {
+            for p in &proposals {
+                c.voter
+                    .on_proposal(&roster, p, |_| true)
+                    .expect("valid proposal");
+            }
+            let signed = c
+                .voter
+                .flush(&roster, &c.signer, &mut c.record)
+                .expect("sign");
+            c.record.retain(|_| false);
+            signed.into_iter().filter_map(|s| s.batch).collect()
+        };
+        let batches: Vec<VoteBatch> = if parallel {
+            clusters.par_iter_mut().flat_map(sign).collect()
+        } else {
+            clusters.iter_mut().flat_map(sign).collect()
+        };
+        // Every member verifies every batch and tallies every round.
+        let tally = |c: &mut Cluster| {
+            for b in &batches {
+                for o in c.driver.on_batch(now, b).expect("batch") {
+                    if let QuorumOutput::Decided {
+                        outcome: Outcome::Accepted(cert),
+                        own: true,
+                        ..
+                    } = o
+                    {
+                        black_box(cert);
+                        c.accepted += 1;
+                    }
+                }
+            }
+            c.driver.gc(Millis(now.0 + 1));
+        };
+        if parallel {
+            clusters.par_iter_mut().for_each(tally);
+        } else {
+            clusters.iter_mut().for_each(tally);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let decided: u64 = clusters.iter().map(|c| c.accepted).sum();
+    assert_eq!(
+        decided,
+        per_origin * CLUSTERS as u64,
+        "every round accepted"
+    );
+    (secs, decided)
+}
+
+fn main() {
+    let rounds = env_u64("ROUNDS", 100_000);
+    let wave = env_u64("WAVE", 800).clamp(1, 800);
+    let net = TestNet::new(42, &[1; CLUSTERS]);
+    let cores = rayon::current_num_threads();
+    println!(
+        "fedmesh delivery benchmark: {rounds} BYZANTINE_QUORUM rounds, {CLUSTERS} clusters, waves of {wave} rounds per origin, {cores} cores"
+    );
+
+    // Raw ed25519 on a vote-sized message (153 bytes).
+    let key = SigningKey::from_bytes(&net.seed_of(0));
+    let vk = key.verifying_key();
+    let round = net.round(VoteKind::ByzantineQuorum, 1);
+    let msg = fedmesh::proto::vote::Vote {
+        round,
+        value: value(1),
+        voter: net.identities[0].id(),
+    }
+    .sign_bytes();
+    let n = 20_000u32;
+    let t = Instant::now();
+    let mut sig = Signature::from_bytes(&[0; 64]);
+    for _ in 0..n {
+        sig = black_box(key.sign(black_box(&msg)));
+    }
+    let sign_ns = t.elapsed().as_nanos() as f64 / f64::from(n);
+    let t = Instant::now();
+    for _ in 0..n {
+        assert!(black_box(vk.verify_strict(black_box(&msg), &sig)).is_ok());
+    }
+    let verify_ns = t.elapsed().as_nanos() as f64 / f64::from(n);
+    // Unbatched, one core simulating all five: 5 signatures and 5 × 5
+    // verifications (every member verifies every vote) per decision.
+    let single_bound = 1e9 / (CLUSTERS as f64 * sign_ns + (CLUSTERS * CLUSTERS) as f64 * verify_ns);
+
+    let (s1, d1) = run(&net, rounds, wave, false);
+    let (sp, dp) = run(&net, rounds, wave, true);
+    let one = d1 as f64 / s1;
+    let par = dp as f64 / sp;
+
+    println!();
+    println!("| figure | value | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    println!("| raw ed25519 sign (153-byte vote) | {sign_ns:.0} ns | | |");
+    println!("| raw verify_strict (153-byte vote) | {verify_ns:.0} ns | | |");
+    println!(
+        "| quorum decisions/s, 5 clusters in 1 thread, batched | {one:.0} /s | {single_bound:.0} /s = unbatched bound from raw sign/verify | {:.1}x |",
+        one / single_bound
+    );
+    println!(
+        "| quorum decisions/s, 5 clusters on {cores} cores (rayon), batched | {par:.0} /s | {:.0} /s = unbatched bound × {cores} | {:.1}x (target ≥ 10,000/s) |",
+        single_bound * cores as f64,
+        par / (single_bound * cores as f64)
+    );
+    println!(
+        "| signatures per decision, batched | {:.4} sign + {:.4} verify | {CLUSTERS} sign + {} verify unbatched | |",
+        (CLUSTERS as f64 * rounds.div_ceil(CLUSTERS as u64 * wave) as f64) / rounds as f64,
+        (CLUSTERS as f64 * CLUSTERS as f64 * rounds.div_ceil(CLUSTERS as u64 * wave) as f64)
+            / rounds as f64,
+        CLUSTERS * CLUSTERS
+    );
+}
