@@ -14,8 +14,10 @@ pub mod tags {
     pub const CHECKPOINT: &[u8] = b"fedmesh/checkpoint/v1";
     /// A gossiped node record.
     pub const RECORD: &[u8] = b"fedmesh/record/v1";
-    /// The subject of a roster change vote.
-    pub const ROSTER_SUBJECT: &[u8] = b"fedmesh/roster-subject/v1";
+    /// The subject of a roster change vote (v2: with the voting attempt).
+    pub const ROSTER_SUBJECT: &[u8] = b"fedmesh/roster-subject/v2";
+    /// A member's proposal of the next roster epoch.
+    pub const ROSTER_PROPOSAL: &[u8] = b"fedmesh/roster-proposal/v1";
 }
 
 /// Why bytes do not decode to the expected canonical layout.

@@ -12,6 +12,7 @@ pub mod membership;
 pub mod quorum;
 pub mod roster;
 pub mod roster_epoch;
+pub mod roster_sync;
 pub mod time;
 pub mod vote;
 pub mod wire;
