@@ -58,6 +58,7 @@ pub struct Actor {
     pub(crate) status: watch::Sender<StatusSnapshot>,
     pub(crate) pinned: HashMap<SocketAddr, ClusterId>,
     pub(crate) data_dir: PathBuf,
+    pub(crate) db: crate::store::db::Db,
     pub(crate) started: Instant,
     pub(crate) timer: Option<Millis>,
     /// Links being closed after their last frames drain.
@@ -248,9 +249,21 @@ impl Actor {
         let now = self.now();
         let outputs = self.core.handle(now, input);
         let mut membership_changed = false;
+        // Votes whose persistence failed: never sent (see Persist::SignedVote).
+        let mut unsafe_votes: Vec<wire::Blob> = Vec::new();
         for out in outputs {
             match out {
-                Output::Send { to, frame } => self.send(to, &frame),
+                Output::Send { to, mut frame } => {
+                    if let wire::Frame::RosterPending { votes, proposals } = &mut frame
+                        && !unsafe_votes.is_empty()
+                    {
+                        votes.retain(|v| !unsafe_votes.contains(v));
+                        if votes.is_empty() && proposals.is_empty() {
+                            continue;
+                        }
+                    }
+                    self.send(to, &frame)
+                }
                 Output::Connect { addr, expected } => self.dial(addr, expected),
                 Output::Disconnect { peer, reason } => {
                     if let Some(e) = self.links.remove(&peer) {
@@ -273,6 +286,19 @@ impl Actor {
                 Output::Persist(Persist::Incarnation(n)) => {
                     if let Err(e) = crate::store::state::store_incarnation(&self.data_dir, n) {
                         tracing::error!(error = %e, "cannot persist the incarnation");
+                    }
+                }
+                Output::Persist(Persist::RosterEpoch(e)) => {
+                    if let Err(err) = self.db.put_roster_epoch(&e) {
+                        tracing::error!(error = %err, "cannot persist the roster epoch");
+                    }
+                }
+                Output::Persist(Persist::SignedVote(v)) => {
+                    // A vote that is not durable must not leave this node:
+                    // after a crash it could sign another value for the slot.
+                    if let Err(err) = self.db.put_signed_vote(&v) {
+                        tracing::error!(error = %err, "cannot persist a roster vote; not sending it");
+                        unsafe_votes.push(wire::Blob(v.encode().to_vec()));
                     }
                 }
             }

@@ -33,6 +33,7 @@ use crate::proto::membership::config::MembershipConfig as CoreMembershipConfig;
 use crate::proto::membership::event::Event;
 use crate::store::genesis::{GenesisError, load_roster_file};
 use crate::store::keys::{KeyFileError, load_identity, load_tls_material};
+use crate::store::db::{Db, DbError};
 use crate::store::state::{StateError, load_incarnation};
 
 use actor::{Actor, Dialed, Request};
@@ -52,6 +53,9 @@ pub enum NodeError {
     /// Persisted node state cannot be read.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The node database cannot be opened or read.
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// The protocol core refused the configuration (e.g. not a member).
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -96,6 +100,9 @@ impl Node {
         let material = load_tls_material(&config.cert_path(), &config.key)?;
         let roster = Arc::new(load_roster_file(&config.roster)?);
         let previous = load_incarnation(&config.data_dir)?;
+        let db = Db::open(&config.data_dir)?;
+        let stored_epochs = db.roster_epochs()?;
+        let signed_votes = db.signed_votes()?;
 
         let transport_options = TransportOptions {
             keep_alive: config.transport.keep_alive(),
@@ -144,7 +151,11 @@ impl Node {
             vec![advertise],
             previous,
             rng_seed,
-        )?;
+        )?
+        .with_roster_state(stored_epochs, signed_votes);
+        if core.roster().epoch() > 0 {
+            tracing::info!(epoch = core.roster().epoch(), "roster epochs restored");
+        }
 
         let started = Instant::now();
         let (status_tx, status_rx) = watch::channel(snapshot::snapshot(
@@ -196,6 +207,7 @@ impl Node {
             status: status_tx,
             pinned,
             data_dir: config.data_dir.clone(),
+            db,
             started,
             timer: None,
             closing: Vec::new(),

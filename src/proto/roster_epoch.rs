@@ -72,6 +72,15 @@ pub struct RosterEpoch {
     pub attempt: u32,
 }
 
+/// Two epochs are equal when their canonical encodings are.
+impl PartialEq for RosterEpoch {
+    fn eq(&self, other: &Self) -> bool {
+        self.encode() == other.encode()
+    }
+}
+
+impl Eq for RosterEpoch {}
+
 impl RosterEpoch {
     /// The round of `attempt` in which the successor of `previous` is voted
     /// on, under `previous`'s weights.

@@ -13,7 +13,7 @@
 //! the verifier rebuilds the canonical sign bytes (see
 //! [`crate::proto::membership::record`]).
 
-use crate::proto::bytes32::NetworkId;
+use crate::proto::bytes32::{Digest, NetworkId};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::record::{SignedRecord, Version};
 
@@ -29,6 +29,48 @@ pub const MAX_RECORDS_PER_FRAME: usize = 8192;
 pub const MAX_WANT: usize = MAX_DIGEST_ENTRIES;
 /// Longest `Goodbye` reason, in bytes; longer reasons are cut when sent.
 pub const MAX_REASON_LEN: usize = 512;
+/// Most roster epochs in one `RosterEpochs` frame.
+pub const MAX_ROSTER_EPOCHS_PER_FRAME: usize = 64;
+/// Most proposals in one `RosterPending` frame.
+pub const MAX_ROSTER_PROPOSALS_PER_FRAME: usize = 4096;
+/// Most votes in one `RosterPending` frame.
+pub const MAX_ROSTER_VOTES_PER_FRAME: usize = 8192;
+
+/// Canonical bytes of a signed object (roster epoch, proposal, vote),
+/// carried as a postcard byte string and decoded by the core.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Blob({} bytes)", self.0.len())
+    }
+}
+
+impl serde::Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
 
 /// A 64-byte ed25519 signature, serialised as a byte string.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,6 +191,33 @@ pub enum Frame {
         /// The leaving cluster's signed final record.
         record: SignedRecord,
     },
+    /// Roster anti-entropy: the sender's epoch and a digest of the proposals
+    /// and votes it holds for the next one (`None`: nothing pending).
+    RosterSummary {
+        /// The roster epoch the sender holds.
+        epoch: u64,
+        /// Digest of its pending proposals and votes.
+        pending: Option<Digest>,
+        /// True when answering a summary (never answered again).
+        reply: bool,
+    },
+    /// Asks for every roster epoch after `after`.
+    RosterFetch {
+        /// The highest epoch the sender holds.
+        after: u64,
+    },
+    /// Roster epochs (canonical encodings), oldest first.
+    RosterEpochs {
+        /// The epochs.
+        epochs: Vec<Blob>,
+    },
+    /// Proposals and votes for the next roster epoch (canonical encodings).
+    RosterPending {
+        /// Signed proposals.
+        proposals: Vec<Blob>,
+        /// Signed roster-change votes.
+        votes: Vec<Blob>,
+    },
 }
 
 /// The kinds of [`Frame`], for counters.
@@ -170,11 +239,19 @@ pub enum FrameKind {
     Records,
     /// [`Frame::Leave`].
     Leave,
+    /// [`Frame::RosterSummary`].
+    RosterSummary,
+    /// [`Frame::RosterFetch`].
+    RosterFetch,
+    /// [`Frame::RosterEpochs`].
+    RosterEpochs,
+    /// [`Frame::RosterPending`].
+    RosterPending,
 }
 
 impl FrameKind {
     /// Number of kinds.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 12;
     /// Every kind, in declaration order.
     pub const ALL: [FrameKind; FrameKind::COUNT] = [
         FrameKind::Hello,
@@ -185,6 +262,10 @@ impl FrameKind {
         FrameKind::Ack,
         FrameKind::Records,
         FrameKind::Leave,
+        FrameKind::RosterSummary,
+        FrameKind::RosterFetch,
+        FrameKind::RosterEpochs,
+        FrameKind::RosterPending,
     ];
 
     /// A stable lowercase name (metrics labels).
@@ -198,6 +279,10 @@ impl FrameKind {
             FrameKind::Ack => "ack",
             FrameKind::Records => "records",
             FrameKind::Leave => "leave",
+            FrameKind::RosterSummary => "roster_summary",
+            FrameKind::RosterFetch => "roster_fetch",
+            FrameKind::RosterEpochs => "roster_epochs",
+            FrameKind::RosterPending => "roster_pending",
         }
     }
 
@@ -256,6 +341,10 @@ impl Frame {
             Frame::Ack { .. } => FrameKind::Ack,
             Frame::Records { .. } => FrameKind::Records,
             Frame::Leave { .. } => FrameKind::Leave,
+            Frame::RosterSummary { .. } => FrameKind::RosterSummary,
+            Frame::RosterFetch { .. } => FrameKind::RosterFetch,
+            Frame::RosterEpochs { .. } => FrameKind::RosterEpochs,
+            Frame::RosterPending { .. } => FrameKind::RosterPending,
         }
     }
 
@@ -272,6 +361,18 @@ impl Frame {
             }
             Frame::Ack { records } | Frame::Records { records } => {
                 bound("records", records.len(), MAX_RECORDS_PER_FRAME)
+            }
+            Frame::RosterSummary { .. } | Frame::RosterFetch { .. } => Ok(()),
+            Frame::RosterEpochs { epochs } => {
+                bound("roster epochs", epochs.len(), MAX_ROSTER_EPOCHS_PER_FRAME)
+            }
+            Frame::RosterPending { proposals, votes } => {
+                bound(
+                    "roster proposals",
+                    proposals.len(),
+                    MAX_ROSTER_PROPOSALS_PER_FRAME,
+                )?;
+                bound("roster votes", votes.len(), MAX_ROSTER_VOTES_PER_FRAME)
             }
         }
     }
@@ -383,6 +484,19 @@ mod tests {
             },
             Frame::Records { records: vec![] },
             Frame::Leave { record: signed() },
+            Frame::RosterSummary {
+                epoch: 3,
+                pending: Some(Digest([7; 32])),
+                reply: true,
+            },
+            Frame::RosterFetch { after: 2 },
+            Frame::RosterEpochs {
+                epochs: vec![Blob(vec![0xff, 1, 2])],
+            },
+            Frame::RosterPending {
+                proposals: vec![Blob(vec![])],
+                votes: vec![Blob(vec![200; 201])],
+            },
         ];
         for f in frames {
             assert_eq!(decode(&encode(&f).unwrap()).unwrap(), f);
@@ -420,6 +534,15 @@ mod tests {
             })
         ));
         assert!(decode(&encode(&big).unwrap()).is_err());
+        let votes = Frame::RosterPending {
+            proposals: vec![],
+            votes: vec![Blob(vec![]); MAX_ROSTER_VOTES_PER_FRAME + 1],
+        };
+        assert!(decode(&encode(&votes).unwrap()).is_err());
+        let epochs = Frame::RosterEpochs {
+            epochs: vec![Blob(vec![]); MAX_ROSTER_EPOCHS_PER_FRAME + 1],
+        };
+        assert!(epochs.check_bounds().is_err());
         // Truncated record signature.
         let mut leave = encode(&Frame::Leave { record: signed() }).unwrap();
         leave.truncate(leave.len() - 1);

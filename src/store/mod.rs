@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod bounded;
+pub mod db;
 pub mod genesis;
 pub mod keys;
 pub mod state;

@@ -145,6 +145,10 @@ impl Core {
                 self.peers.close(&from, now);
                 self.apply_records(now, from, vec![record], true, out);
             }
+            f @ (Frame::RosterSummary { .. }
+            | Frame::RosterFetch { .. }
+            | Frame::RosterEpochs { .. }
+            | Frame::RosterPending { .. }) => self.on_roster_frame(now, from, f, out),
         }
     }
 

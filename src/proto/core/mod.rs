@@ -38,7 +38,10 @@ use crate::proto::membership::record::RecordError;
 use crate::proto::membership::sigcache::SigCache;
 use crate::proto::membership::table::MemberTable;
 use crate::proto::roster::Roster;
+use crate::proto::roster_epoch::RosterEpoch;
+use crate::proto::roster_sync::{RosterChange, RosterSync};
 use crate::proto::time::Millis;
+use crate::proto::vote::SignedVote;
 use crate::proto::wire::Frame;
 
 /// The core's timers.
@@ -54,14 +57,24 @@ pub enum Command {
     /// Leave the federation gracefully: announce a final signed record and
     /// close every connection. The core stops gossiping afterwards.
     Leave,
+    /// Propose a change of the roster on top of the current epoch; progress
+    /// is reported with [`Event::RosterProgress`].
+    ProposeRoster(RosterChange),
 }
 
 /// State the caller must store durably.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Persist {
     /// The incarnation now in use; pass it back as `previous_incarnation`
     /// after a restart.
     Incarnation(u64),
+    /// A roster epoch adopted; pass the stored chain back with
+    /// [`Core::with_roster_state`] after a restart.
+    RosterEpoch(Box<RosterEpoch>),
+    /// A roster-change vote this node signed. It must be durable before it
+    /// is sent, and handed back after a restart, so that the node never
+    /// signs two values for one slot.
+    SignedVote(SignedVote),
 }
 
 /// Something that happened, for the core to react to.
@@ -200,6 +213,8 @@ pub struct Core {
     started: bool,
     next_heartbeat: Millis,
     scratch_events: Vec<Event>,
+    roster_sync: RosterSync,
+    roster_ticks: u64,
 }
 
 impl Core {
@@ -221,13 +236,17 @@ impl Core {
     ) -> Result<Core, CoreError> {
         config.validate()?;
         let id = identity.id();
-        if !config.open && roster.member(&id).is_none() {
+        // A cluster missing from the roster it knows may still join through
+        // seeds: a later epoch may have added it, and it learns that epoch
+        // from them (until then members refuse it).
+        if !config.open && roster.member(&id).is_none() && seeds.is_empty() {
             return Err(CoreError::NotAMember {
                 id,
                 network: roster.network_name().to_owned(),
             });
         }
         let network_id = roster.network_id();
+        let roster_sync = RosterSync::new(identity.clone(), roster.clone(), [], []);
         let (own, signed) = OwnRecord::new(
             identity,
             network_id,
@@ -252,6 +271,8 @@ impl Core {
             started: false,
             next_heartbeat: Millis::ZERO,
             scratch_events: Vec::new(),
+            roster_sync,
+            roster_ticks: 0,
         })
     }
 
@@ -300,6 +321,9 @@ impl Core {
                 self.refuse(now, peer, Refusal::Malformed(error), out);
             }
             Input::Command(Command::Leave) => self.leave(now, out),
+            Input::Command(Command::ProposeRoster(change)) => {
+                self.propose_roster(now, change, out)
+            }
         }
     }
 }
@@ -309,5 +333,6 @@ mod frames;
 mod lifecycle;
 mod own_record;
 mod queries;
+mod roster;
 #[cfg(test)]
 mod tests;

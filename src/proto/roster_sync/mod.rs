@@ -144,6 +144,8 @@ pub struct SyncCounters {
     pub signed: u64,
     /// Attempts proven dead.
     pub dead_attempts: u64,
+    /// Epochs, proposals or votes whose encoding did not parse.
+    pub malformed: u64,
 }
 
 /// A summary of the pending vote for the next epoch.
@@ -276,6 +278,21 @@ impl RosterSync {
             .unwrap_or(usize::MAX)
             .min(self.chain.len());
         &self.chain[from..]
+    }
+
+    /// The genesis roster.
+    pub fn genesis(&self) -> &Arc<Roster> {
+        &self.chain[0].roster
+    }
+
+    /// The identity that signs our votes and proposals.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// Counts an undecodable epoch, proposal or vote.
+    pub fn note_malformed(&mut self) {
+        self.counters.malformed += 1;
     }
 
     /// Counters.
