@@ -91,6 +91,7 @@ fn snapshot() -> StatusSnapshot {
                 inbound: true,
             },
         ],
+        roster: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::node::snapshot::{record_gauges, snapshot};
 use crate::proto::core::{Command, Core, Input, Output, Persist, TimerId};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::event::Event;
+use crate::proto::roster_sync::{Progress, RosterChange};
 use crate::proto::time::Millis;
 use crate::proto::wire;
 
@@ -27,6 +28,8 @@ use crate::proto::wire;
 pub enum Request {
     /// Leave gracefully, then stop; answered when done.
     Shutdown(oneshot::Sender<()>),
+    /// Propose a roster change; answered with its first progress.
+    ProposeRoster(RosterChange, oneshot::Sender<Progress>),
 }
 
 /// A connection attempt's outcome, from the accept loop or a dial task.
@@ -63,6 +66,8 @@ pub struct Actor {
     pub(crate) timer: Option<Millis>,
     /// Links being closed after their last frames drain.
     pub(crate) closing: Vec<tokio::task::JoinHandle<()>>,
+    /// The latest progress of this node's own roster proposal.
+    pub(crate) roster_progress: Option<Progress>,
 }
 
 /// An error with its causes, for log lines that must say why.
@@ -102,7 +107,19 @@ impl Actor {
                     self.on_tick().await;
                 }
                 req = self.requests.recv() => {
-                    let done = req.map(|Request::Shutdown(done)| done);
+                    let done = match req {
+                        Some(Request::ProposeRoster(change, reply)) => {
+                            self.roster_progress = None;
+                            self.input(Input::Command(Command::ProposeRoster(change))).await;
+                            let first = self.roster_progress.clone().unwrap_or(Progress::Failed {
+                                reason: "the node reported no progress".into(),
+                            });
+                            let _ = reply.send(first);
+                            continue;
+                        }
+                        Some(Request::Shutdown(done)) => Some(done),
+                        None => None,
+                    };
                     self.leave().await;
                     if let Some(done) = done {
                         let _ = done.send(());
@@ -133,12 +150,13 @@ impl Actor {
     }
 
     fn publish_status(&self) {
-        let snap = snapshot(
+        let mut snap = snapshot(
             &self.core,
             self.now(),
             self.transport.local_addr(),
             self.started.elapsed().as_secs(),
         );
+        snap.roster.own_proposal = self.roster_progress.clone();
         record_gauges(&snap);
         self.status.send_replace(snap);
     }
@@ -279,6 +297,9 @@ impl Actor {
                     at,
                 } => self.timer = Some(at),
                 Output::Event(ev) => {
+                    if let Event::RosterProgress(p) = &ev {
+                        self.roster_progress = Some(p.clone());
+                    }
                     tracing::info!(event = ?ev, "membership");
                     membership_changed = true;
                     let _ = self.events.send(ev);

@@ -14,7 +14,10 @@
 
 mod actor;
 mod links;
+mod roster;
 mod snapshot;
+
+pub use roster::{RosterChangeError, RosterProposal};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -184,9 +187,24 @@ impl Node {
             Some(addr) => {
                 let provider = crate::http::status_provider_from_watch(status_rx.clone());
                 let metrics = crate::http::install_metrics();
-                let (bound, _task) = crate::http::serve(addr, provider, metrics, async move {
-                    let _ = http_stop.await;
-                })
+                let requests = requests_tx.clone();
+                let proposer: crate::http::RosterProposer = Arc::new(move |change| {
+                    let requests = requests.clone();
+                    Box::pin(async move {
+                        roster::propose_via(&requests, change)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                });
+                let (bound, _task) = crate::http::serve_with_roster(
+                    addr,
+                    provider,
+                    metrics,
+                    Some(proposer),
+                    async move {
+                        let _ = http_stop.await;
+                    },
+                )
                 .await?;
                 tracing::info!(%bound, "admin endpoint listening");
                 Some(bound)
@@ -211,6 +229,7 @@ impl Node {
             started,
             timer: None,
             closing: Vec::new(),
+            roster_progress: None,
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");

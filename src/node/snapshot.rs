@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 
-use crate::http::{LinkStatus, MemberState, MemberStatus, NodeStatus, StatusSnapshot};
+use crate::http::{
+    LinkStatus, MemberState, MemberStatus, NodeStatus, RosterMember, RosterStatus, StatusSnapshot,
+};
 use crate::proto::core::Core;
 use crate::proto::membership::failure::MemberState as CoreState;
 use crate::proto::time::Millis;
@@ -60,6 +62,21 @@ pub fn snapshot(core: &Core, now: Millis, listen: SocketAddr, uptime_s: u64) -> 
         },
         members,
         links,
+        roster: RosterStatus {
+            epoch: roster.epoch(),
+            total_weight: roster.total_weight(),
+            members: roster
+                .members()
+                .iter()
+                .map(|m| RosterMember {
+                    id: m.id,
+                    name: m.name.clone(),
+                    weight: m.weight,
+                })
+                .collect(),
+            pending: core.roster_pending(),
+            own_proposal: None,
+        },
     }
 }
 
@@ -71,6 +88,12 @@ pub fn record_gauges(snap: &StatusSnapshot) {
         metrics::gauge!(MEMBERS, "state" => s.as_str()).set(n as f64);
     }
     metrics::gauge!(LINKS).set(snap.links.len() as f64);
+    use crate::http::metrics::{LABEL_MEMBER, ROSTER_EPOCH, ROSTER_TOTAL_WEIGHT, ROSTER_WEIGHT};
+    metrics::gauge!(ROSTER_EPOCH).set(snap.roster.epoch as f64);
+    metrics::gauge!(ROSTER_TOTAL_WEIGHT).set(snap.roster.total_weight as f64);
+    for m in &snap.roster.members {
+        metrics::gauge!(ROSTER_WEIGHT, LABEL_MEMBER => m.name.clone()).set(m.weight as f64);
+    }
     for l in &snap.links {
         metrics::gauge!(LINK_RTT_SECONDS, "peer" => l.peer.short()).set(l.rtt_ms / 1e3);
     }

@@ -94,7 +94,7 @@ pub enum SyncAction {
 }
 
 /// Where our own proposal stands.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum Progress {
     /// Proposed for `epoch`, with this much weight voting for it so far.
@@ -149,7 +149,7 @@ pub struct SyncCounters {
 }
 
 /// A summary of the pending vote for the next epoch.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingStatus {
     /// The epoch being voted on (current + 1).
     pub epoch: u64,
@@ -164,7 +164,7 @@ pub struct PendingStatus {
 }
 
 /// One proposal in [`PendingStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingProposal {
     /// Who proposed it.
     pub proposer: ClusterId,
