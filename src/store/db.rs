@@ -44,6 +44,14 @@ pub enum DbError {
         /// What is wrong.
         reason: String,
     },
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
     /// A different vote is already stored for the slot.
     #[error("refusing to store a second value for a vote slot already signed")]
     SlotTaken,
@@ -69,6 +77,10 @@ fn slot_key(v: &Vote) -> Vec<u8> {
 impl Db {
     /// Opens (creating if needed) `fedmesh.redb` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Db, DbError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| DbError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
         let path = data_dir.join(DB_FILE);
         let db = redb::Database::create(&path).map_err(|e| DbError::Redb {
             path: path.clone(),
