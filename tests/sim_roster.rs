@@ -107,8 +107,17 @@ fn run_settled(
             let epochs: Vec<u64> = (0..sim.len())
                 .map(|i| sim.core(i).map_or(0, |c| c.roster_epoch().roster.epoch()))
                 .collect();
+            let pending = (0..sim.len())
+                .filter(|i| sim.core(*i).is_some_and(|c| c.roster_pending().is_some()))
+                .count();
+            let missing: Vec<&RosterChange> = sim.core(0).map_or(vec![], |c| {
+                changes
+                    .iter()
+                    .filter(|ch| !ch.is_in_effect(c.roster()))
+                    .collect()
+            });
             return Err(format!(
-                "{} not settled after {timeout:?}: epochs {epochs:?}",
+                "{} not settled after {timeout:?}: epochs {epochs:?}, {pending} nodes with a pending vote, changes not in effect at node 0: {missing:?}",
                 sim.context()
             ));
         }
@@ -125,15 +134,18 @@ fn concurrent_weight_changes_through_a_partition_end_on_one_roster() {
         let mut order: Vec<usize> = (0..N).collect();
         order.shuffle(&mut rng);
 
-        // Three clusters change weights at the same moment.
-        let mut changes: Vec<RosterChange> = order[..3]
+        // Three clusters change weights at the same moment (clusters that
+        // do not propose again below, so every change stays in effect).
+        let first_three = &order[N - 3..];
+        let mut changes: Vec<RosterChange> = first_three
             .iter()
             .map(|&i| set_weight(&sim, i, rng.gen_range(2..=5)))
             .collect();
-        for (&i, c) in order.iter().zip(&changes) {
+        for (&i, c) in first_three.iter().zip(&changes) {
             propose(&mut sim, i, c);
         }
-        run_settled(&mut sim, &mut forks, &changes, Duration::from_secs(60))?;
+        let t = run_settled(&mut sim, &mut forks, &changes, Duration::from_secs(60))?;
+        eprintln!("seed {seed}: three concurrent changes settled at {t}");
 
         // A 2-way partition; each side proposes concurrently.
         let cut = rng.gen_range(15..=35);
@@ -148,13 +160,19 @@ fn concurrent_weight_changes_through_a_partition_end_on_one_roster() {
         propose(&mut sim, a[0], &during[0]);
         propose(&mut sim, b[0], &during[1]);
         propose(&mut sim, b[1], &during[2]);
-        for _ in 0..80 {
+        for _ in 0..40 {
             sim.run_for(STEP);
             forks.check(&sim)?;
         }
         sim.heal();
         changes.extend(during);
-        run_settled(&mut sim, &mut forks, &changes, Duration::from_secs(120))?;
+        let healed = sim.now();
+        let t = run_settled(&mut sim, &mut forks, &changes, Duration::from_secs(120))?;
+        eprintln!(
+            "seed {seed}: split {cut}/{}: settled {:?} after the heal",
+            N - cut,
+            t.as_duration().saturating_sub(healed.as_duration())
+        );
 
         // Every honest node ends on the same weights.
         let roster = sim
