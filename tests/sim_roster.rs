@@ -97,6 +97,16 @@ fn run_settled(
     changes: &[RosterChange],
     timeout: Duration,
 ) -> Result<Millis, String> {
+    run_settled_every(sim, forks, changes, timeout, STEP)
+}
+
+fn run_settled_every(
+    sim: &mut Sim,
+    forks: &mut Forks,
+    changes: &[RosterChange],
+    timeout: Duration,
+    step: Duration,
+) -> Result<Millis, String> {
     let deadline = sim.now() + timeout;
     loop {
         forks.check(sim)?;
@@ -121,7 +131,7 @@ fn run_settled(
                 sim.context()
             ));
         }
-        sim.run_for(STEP);
+        sim.run_for(step);
     }
 }
 
@@ -199,12 +209,51 @@ fn one_weight_change_reaches_all_fifty_clusters() {
         let change = set_weight(&sim, 7, 3);
         let t0 = sim.now();
         propose(&mut sim, 7, &change);
-        let t = run_settled(&mut sim, &mut forks, &[change], Duration::from_secs(30))?;
+        let step = Duration::from_millis(20);
+        let t = run_settled_every(&mut sim, &mut forks, &[change], Duration::from_secs(30), step)?;
         let took = t.as_duration().saturating_sub(t0.as_duration());
         let rounds = took.as_millis() / MembershipConfig::default().gossip_interval.as_millis();
         eprintln!("seed {seed}: weight change adopted by all {N} in {took:?} (~{rounds} gossip rounds)");
         if took > Duration::from_secs(6) {
             return Err(format!("{} took {took:?}", sim.context()));
+        }
+        Ok(())
+    });
+}
+
+/// A node that voted, crashed and restarted during a split vote never
+/// signs a second value for a slot, and the vote still converges.
+#[test]
+fn a_restarted_voter_never_signs_two_values_for_one_slot() {
+    const M: usize = 10;
+    for_seeds(seeds(4), |seed| {
+        let mut sim = Sim::cluster(SimConfig::with_seed(seed), M, MembershipConfig::default());
+        sim.start_all().map_err(|e| format!("seed {seed}: {e}"))?;
+        sim.run_until_true(Duration::from_secs(30), STEP, Sim::full_membership)
+            .ok_or_else(|| format!("{} no full membership", sim.context()))?;
+        let mut forks = Forks::default();
+        let (a, b): (Vec<usize>, Vec<usize>) = (0..M).partition(|i| i % 2 == 0);
+        sim.partition(&[a.clone(), b.clone()]);
+        sim.run_for(Duration::from_secs(1));
+        let changes = [set_weight(&sim, a[1], 4), set_weight(&sim, b[1], 5)];
+        propose(&mut sim, a[1], &changes[0]);
+        propose(&mut sim, b[1], &changes[1]);
+        sim.run_for(Duration::from_secs(4));
+        let voter = a[2];
+        if sim.persisted_votes(voter).is_empty() {
+            return Err(format!("{} node {voter} did not vote", sim.context()));
+        }
+        sim.restart(voter).map_err(|e| format!("{} {e}", sim.context()))?;
+        sim.run_for(Duration::from_secs(3));
+        sim.heal();
+        run_settled(&mut sim, &mut forks, &changes, Duration::from_secs(60))?;
+        for i in 0..M {
+            let mut slots = BTreeMap::new();
+            for v in sim.persisted_votes(i) {
+                if *slots.entry(v.vote.slot()).or_insert(v.vote.value) != v.vote.value {
+                    return Err(format!("{} node {i} signed two values for a slot", sim.context()));
+                }
+            }
         }
         Ok(())
     });
