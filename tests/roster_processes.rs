@@ -34,8 +34,11 @@ fn four_clusters_add_a_fifth_which_then_joins() {
         })
     };
     assert!(
-        wait_for(Duration::from_secs(10), || alive_everywhere(&nodes, &ids[..4])
-            .then_some(()))
+        wait_for(Duration::from_secs(10), || alive_everywhere(
+            &nodes,
+            &ids[..4]
+        )
+        .then_some(()))
         .is_some(),
         "the four members did not converge"
     );
@@ -45,8 +48,18 @@ fn four_clusters_add_a_fifth_which_then_joins() {
     let out = fedmesh_ok(
         &root,
         &[
-            "roster", "propose", "--admin", &admin, "--timeout", "30", "add", "certs/n4.crt",
-            "--weight", "2", "--name", "n4",
+            "roster",
+            "propose",
+            "--admin",
+            &admin,
+            "--timeout",
+            "30",
+            "add",
+            "certs/n4.crt",
+            "--weight",
+            "2",
+            "--name",
+            "n4",
         ],
     );
     assert!(out.contains("roster epoch 1"), "propose output:\n{out}");
@@ -84,7 +97,14 @@ fn four_clusters_add_a_fifth_which_then_joins() {
     // An invalid change is refused with a reason, exit code 1 or 2.
     let bad = std::process::Command::new(bin())
         .current_dir(&root)
-        .args(["roster", "propose", "--admin", &admin, "remove", &"ab".repeat(32)])
+        .args([
+            "roster",
+            "propose",
+            "--admin",
+            &admin,
+            "remove",
+            &"ab".repeat(32),
+        ])
         .output()
         .expect("run");
     assert!(!bad.status.success());

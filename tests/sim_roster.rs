@@ -54,7 +54,10 @@ impl Forks {
             if let Some(c) = sim.core(i)
                 && c.roster_counters().conflicts > 0
             {
-                return Err(format!("{} node {i} saw a conflicting certificate", sim.context()));
+                return Err(format!(
+                    "{} node {i} saw a conflicting certificate",
+                    sim.context()
+                ));
             }
         }
         Ok(())
@@ -210,10 +213,18 @@ fn one_weight_change_reaches_all_fifty_clusters() {
         let t0 = sim.now();
         propose(&mut sim, 7, &change);
         let step = Duration::from_millis(20);
-        let t = run_settled_every(&mut sim, &mut forks, &[change], Duration::from_secs(30), step)?;
+        let t = run_settled_every(
+            &mut sim,
+            &mut forks,
+            &[change],
+            Duration::from_secs(30),
+            step,
+        )?;
         let took = t.as_duration().saturating_sub(t0.as_duration());
         let rounds = took.as_millis() / MembershipConfig::default().gossip_interval.as_millis();
-        eprintln!("seed {seed}: weight change adopted by all {N} in {took:?} (~{rounds} gossip rounds)");
+        eprintln!(
+            "seed {seed}: weight change adopted by all {N} in {took:?} (~{rounds} gossip rounds)"
+        );
         if took > Duration::from_secs(6) {
             return Err(format!("{} took {took:?}", sim.context()));
         }
@@ -243,7 +254,8 @@ fn a_restarted_voter_never_signs_two_values_for_one_slot() {
         if sim.persisted_votes(voter).is_empty() {
             return Err(format!("{} node {voter} did not vote", sim.context()));
         }
-        sim.restart(voter).map_err(|e| format!("{} {e}", sim.context()))?;
+        sim.restart(voter)
+            .map_err(|e| format!("{} {e}", sim.context()))?;
         sim.run_for(Duration::from_secs(3));
         sim.heal();
         run_settled(&mut sim, &mut forks, &changes, Duration::from_secs(60))?;
@@ -251,7 +263,10 @@ fn a_restarted_voter_never_signs_two_values_for_one_slot() {
             let mut slots = BTreeMap::new();
             for v in sim.persisted_votes(i) {
                 if *slots.entry(v.vote.slot()).or_insert(v.vote.value) != v.vote.value {
-                    return Err(format!("{} node {i} signed two values for a slot", sim.context()));
+                    return Err(format!(
+                        "{} node {i} signed two values for a slot",
+                        sim.context()
+                    ));
                 }
             }
         }

@@ -465,11 +465,7 @@ fn roster_epochs_are_verified_with_their_attempt_and_then_weigh_votes() {
         &[LogEntry::Roster(e1), later],
     );
     let report = verify(&net, &[path]);
-    assert!(
-        report.logs[0].fault.is_none(),
-        "{:?}",
-        report.logs[0].fault
-    );
+    assert!(report.logs[0].fault.is_none(), "{:?}", report.logs[0].fault);
 
     // The same votes claimed for another attempt, or too few of them.
     for (name, e) in [
@@ -477,6 +473,10 @@ fn roster_epochs_are_verified_with_their_attempt_and_then_weigh_votes() {
         ("short.log", epoch_one(&net, 0, 0, &[0, 1, 2])),
     ] {
         let path = custom_log(dir.path(), name, &net, &[LogEntry::Roster(e)]);
-        assert_eq!(first_fault(&verify(&net, &[path])), (Some(1), "bad_roster"), "{name}");
+        assert_eq!(
+            first_fault(&verify(&net, &[path])),
+            (Some(1), "bad_roster"),
+            "{name}"
+        );
     }
 }

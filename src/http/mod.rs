@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -125,7 +125,11 @@ async fn post_propose(
     axum::Json(change): axum::Json<crate::proto::roster_sync::RosterChange>,
 ) -> axum::response::Response {
     let Some(proposer) = state.proposer else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "roster proposals are not enabled").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "roster proposals are not enabled",
+        )
+            .into_response();
     };
     match proposer(change).await {
         Ok(crate::proto::roster_sync::Progress::Failed { reason }) | Err(reason) => {

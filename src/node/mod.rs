@@ -34,9 +34,9 @@ use crate::proto::core::{Core, CoreError};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::config::MembershipConfig as CoreMembershipConfig;
 use crate::proto::membership::event::Event;
+use crate::store::db::{Db, DbError};
 use crate::store::genesis::{GenesisError, load_roster_file};
 use crate::store::keys::{KeyFileError, load_identity, load_tls_material};
-use crate::store::db::{Db, DbError};
 use crate::store::state::{StateError, load_incarnation};
 
 use actor::{Actor, Dialed, Request};

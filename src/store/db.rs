@@ -183,13 +183,11 @@ impl Db {
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))? {
             let (_, v) = item.map_err(|e| self.err(e))?;
-            out.push(
-                SignedVote::decode(v.value()).map_err(|e| DbError::Corrupt {
-                    path: self.path.clone(),
-                    table: "signed_votes",
-                    reason: e.to_string(),
-                })?,
-            );
+            out.push(SignedVote::decode(v.value()).map_err(|e| DbError::Corrupt {
+                path: self.path.clone(),
+                table: "signed_votes",
+                reason: e.to_string(),
+            })?);
         }
         Ok(out)
     }
@@ -222,6 +220,9 @@ mod tests {
         }
         let db = Db::open(dir.path()).unwrap();
         assert_eq!(db.signed_votes().unwrap(), vec![a]);
-        assert!(db.roster_epochs().unwrap().is_empty(), "genesis is not listed");
+        assert!(
+            db.roster_epochs().unwrap().is_empty(),
+            "genesis is not listed"
+        );
     }
 }

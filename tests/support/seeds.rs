@@ -41,4 +41,3 @@ pub fn for_seeds(seeds: Vec<u64>, check: impl Fn(u64) -> Result<(), String> + Sy
         failures.join("\n")
     );
 }
-

@@ -321,9 +321,7 @@ impl Core {
                 self.refuse(now, peer, Refusal::Malformed(error), out);
             }
             Input::Command(Command::Leave) => self.leave(now, out),
-            Input::Command(Command::ProposeRoster(change)) => {
-                self.propose_roster(now, change, out)
-            }
+            Input::Command(Command::ProposeRoster(change)) => self.propose_roster(now, change, out),
         }
     }
 }

@@ -100,7 +100,12 @@ impl Core {
         self.roster_sync.counters()
     }
 
-    pub(super) fn propose_roster(&mut self, now: Millis, change: RosterChange, out: &mut Vec<Output>) {
+    pub(super) fn propose_roster(
+        &mut self,
+        now: Millis,
+        change: RosterChange,
+        out: &mut Vec<Output>,
+    ) {
         let mut acts = Vec::new();
         if let Err(e) = self.roster_sync.propose(now, change, &mut acts) {
             out.push(Output::Event(Event::RosterProgress(Progress::Failed {
@@ -280,7 +285,13 @@ impl Core {
 
     /// A new epoch: persist it, use its roster, tell links and the operator,
     /// and close links to clusters it no longer lists.
-    fn adopted(&mut self, now: Millis, from: Option<ClusterId>, e: RosterEpoch, out: &mut Vec<Output>) {
+    fn adopted(
+        &mut self,
+        now: Millis,
+        from: Option<ClusterId>,
+        e: RosterEpoch,
+        out: &mut Vec<Output>,
+    ) {
         self.roster = e.roster.clone();
         self.own.set_roster_epoch(e.roster.epoch());
         out.push(Output::Persist(Persist::RosterEpoch(Box::new(e.clone()))));

@@ -98,7 +98,11 @@ impl Proposal {
         let key = current
             .key(&self.proposer)
             .ok_or(ProposalError::NotAMember(self.proposer))?;
-        if !verify_strict(key, &sign_bytes(&self.proposer, &r.encode()), &self.signature) {
+        if !verify_strict(
+            key,
+            &sign_bytes(&self.proposer, &r.encode()),
+            &self.signature,
+        ) {
             return Err(ProposalError::BadSignature(self.proposer));
         }
         Ok(())

@@ -14,7 +14,9 @@ struct Mesh {
 impl Mesh {
     fn new(weights: &[u64]) -> Mesh {
         let net = TestNet::new(7, weights);
-        let nodes = (0..weights.len()).map(|i| sync_for(&net, i, vec![])).collect();
+        let nodes = (0..weights.len())
+            .map(|i| sync_for(&net, i, vec![]))
+            .collect();
         Mesh {
             group: vec![0; weights.len()],
             net,
@@ -235,7 +237,11 @@ fn a_restart_never_signs_another_value_for_a_slot() {
         Arc::new(set_weight(&net, 1, 2).apply(&net.roster).unwrap()),
         &net.identities[1],
     );
-    let (first, second) = if a.value() > b.value() { (a, b) } else { (b, a) };
+    let (first, second) = if a.value() > b.value() {
+        (a, b)
+    } else {
+        (b, a)
+    };
     let mut s = sync_for(&net, 2, vec![]);
     let mut out = Vec::new();
     s.on_items(now, vec![first.clone()], vec![], &mut out);
@@ -254,7 +260,10 @@ fn a_restart_never_signs_another_value_for_a_slot() {
     let mut s = sync_for(&net, 2, mine.clone());
     let mut out = Vec::new();
     s.on_items(now, vec![first, second], vec![], &mut out);
-    s.poll(now.saturating_add(COLLECT_WINDOW.as_duration() * 2), &mut out);
+    s.poll(
+        now.saturating_add(COLLECT_WINDOW.as_duration() * 2),
+        &mut out,
+    );
     assert!(
         !out.iter().any(|a| matches!(a, SyncAction::Signed(_))),
         "no new signature for a slot already signed"

@@ -232,7 +232,7 @@ impl RosterSync {
     /// digest among the proposals held, once the collection window passed.
     pub fn poll(&mut self, now: Millis, out: &mut Vec<SyncAction>) {
         let me = self.identity.id();
-        if !self.roster().weight(&me).is_some_and(|w| w > 0) {
+        if self.roster().weight(&me).unwrap_or(0) == 0 {
             return;
         }
         let attempt = self.pending.dead.map_or(0, |d| d.saturating_add(1));
