@@ -93,6 +93,19 @@ fn four_clusters_add_a_fifth_which_then_joins() {
         .expect("n4 in status");
     assert_eq!(n4.weight, 2);
     assert_eq!(status.roster.total_weight, 6);
+    let table = fedmesh_ok(&root, &["status", "--admin", &nodes[0].admin.to_string()]);
+    assert!(table.contains("roster epoch 1"), "status:\n{table}");
+    let metrics = ureq::get(&format!("http://{}/metrics", nodes[0].admin))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("metrics body");
+    assert!(
+        metrics.contains("fedmesh_roster_epoch 1"),
+        "metrics:\n{metrics}"
+    );
+    assert!(metrics.contains("fedmesh_roster_weight{member=\"n4\"} 2"));
 
     // An invalid change is refused with a reason, exit code 1 or 2.
     let bad = std::process::Command::new(bin())
