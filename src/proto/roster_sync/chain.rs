@@ -73,8 +73,8 @@ impl RosterSync {
             return false;
         }
         let previous = self.roster().clone();
-        let attempts: BTreeSet<u32> = self.pending.votes.keys().map(|(a, _)| *a).collect();
-        for a in attempts {
+        let lo = self.pending.dead.unwrap_or(0);
+        for a in lo..=lo.saturating_add(ATTEMPT_WINDOW) {
             self.coordinator
                 .forget(&RosterEpoch::change_round(&previous, a));
         }
