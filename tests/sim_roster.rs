@@ -273,3 +273,35 @@ fn a_restarted_voter_never_signs_two_values_for_one_slot() {
         Ok(())
     });
 }
+
+/// A node that was down while two epochs were adopted fetches them after
+/// its restart.
+#[test]
+fn a_node_that_missed_epochs_catches_up_after_a_restart() {
+    const M: usize = 10;
+    for_seeds(seeds(4), |seed| {
+        let mut sim = Sim::cluster(SimConfig::with_seed(seed), M, MembershipConfig::default());
+        sim.start_all().map_err(|e| format!("seed {seed}: {e}"))?;
+        sim.run_until_true(Duration::from_secs(30), STEP, Sim::full_membership)
+            .ok_or_else(|| format!("{} no full membership", sim.context()))?;
+        let mut forks = Forks::default();
+        sim.crash(3);
+        let changes = [set_weight(&sim, 1, 3), set_weight(&sim, 2, 4)];
+        propose(&mut sim, 1, &changes[0]);
+        propose(&mut sim, 2, &changes[1]);
+        run_settled(&mut sim, &mut forks, &changes, Duration::from_secs(30))?;
+        let epoch = sim.core(0).map_or(0, |c| c.roster().epoch());
+        if epoch != 2 {
+            return Err(format!("{} expected epoch 2, got {epoch}", sim.context()));
+        }
+        sim.start(3).map_err(|e| format!("{} {e}", sim.context()))?;
+        run_settled(&mut sim, &mut forks, &changes, Duration::from_secs(30))?;
+        if sim.persisted_epochs(3).len() != 2 {
+            return Err(format!(
+                "{} node 3 did not persist the epochs",
+                sim.context()
+            ));
+        }
+        Ok(())
+    });
+}
