@@ -138,6 +138,7 @@ fn main() -> anyhow::Result<()> {
         let genesis = RosterEpoch {
             roster: roster.clone(),
             certificate: None,
+            attempt: 0,
         };
         append_entry(&mut log, &LogEntry::Roster(genesis))?;
         clusters.push(Cluster {

@@ -100,6 +100,7 @@ fn snapshot() -> StatusSnapshot {
             path_names: vec!["alpha".into(), "beta".into(), "gamma".into()],
         }],
         routing: RoutingStats::default(),
+        roster: Default::default(),
     }
 }
 

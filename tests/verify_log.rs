@@ -231,6 +231,7 @@ fn custom_log(dir: &Path, name: &str, net: &TestNet, entries: &[LogEntry]) -> Pa
     let genesis = LogEntry::Roster(RosterEpoch {
         roster: net.roster.clone(),
         certificate: None,
+        attempt: 0,
     });
     append_entry(&mut w, &genesis).unwrap();
     for e in entries {
@@ -423,4 +424,59 @@ fn the_cli_exit_codes_and_json() {
     ]);
     assert_eq!(out.status.code(), Some(2), "a log is not a roster");
     assert!(String::from_utf8_lossy(&out.stderr).contains("roster"));
+}
+
+/// Epoch 1 certified in voting attempt `attempt` by members `voters`.
+fn epoch_one(net: &TestNet, attempt: u32, claimed: u32, voters: &[usize]) -> RosterEpoch {
+    use fedmesh::proto::roster_sync::RosterChange;
+    let change = RosterChange::SetWeight {
+        id: net.identities[0].id(),
+        weight: 7,
+    };
+    let roster = Arc::new(change.apply(&net.roster).unwrap());
+    let round = RosterEpoch::change_round(&net.roster, attempt);
+    let value = RosterEpoch::change_value(&roster);
+    let votes: Vec<_> = voters
+        .iter()
+        .map(|i| verify_vote(&net.roster, &net.vote(*i, round, value)).unwrap())
+        .collect();
+    RosterEpoch {
+        roster,
+        certificate: Some(Certificate::from_votes(round, value, &votes)),
+        attempt: claimed,
+    }
+}
+
+#[test]
+fn roster_epochs_are_verified_with_their_attempt_and_then_weigh_votes() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = TestNet::new(6, &WEIGHTS);
+    let e1 = epoch_one(&net, 2, 2, &[0, 1, 2, 3]);
+    // A vote counted with epoch 1's weights.
+    let round = fedmesh::proto::vote::Round {
+        epoch: 1,
+        ..net.round(VoteKind::ByzantineQuorum, 9)
+    };
+    let later = LogEntry::Vote(net.vote(0, round, value(3)));
+    let path = custom_log(
+        dir.path(),
+        "epochs.log",
+        &net,
+        &[LogEntry::Roster(e1), later],
+    );
+    let report = verify(&net, &[path]);
+    assert!(report.logs[0].fault.is_none(), "{:?}", report.logs[0].fault);
+
+    // The same votes claimed for another attempt, or too few of them.
+    for (name, e) in [
+        ("attempt.log", epoch_one(&net, 2, 1, &[0, 1, 2, 3])),
+        ("short.log", epoch_one(&net, 0, 0, &[0, 1, 2])),
+    ] {
+        let path = custom_log(dir.path(), name, &net, &[LogEntry::Roster(e)]);
+        assert_eq!(
+            first_fault(&verify(&net, &[path])),
+            (Some(1), "bad_roster"),
+            "{name}"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod keygen;
 pub mod roster;
+pub mod roster_admin;
 pub mod run;
 pub mod run_args;
 pub mod status;

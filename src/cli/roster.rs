@@ -1,4 +1,5 @@
-//! `fedmesh roster ...`: genesis roster files.
+//! `fedmesh roster ...`: genesis roster files, and (see `roster_admin`)
+//! a running node's roster epochs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,11 @@ use crate::store::keys::cluster_id_of_file;
 pub enum RosterCommand {
     /// Write a genesis roster (epoch 0) from cluster key or certificate files.
     Init(InitArgs),
+    /// Show a running node's roster epoch, weights and pending change.
+    Show(super::roster_admin::ShowArgs),
+    /// Propose a roster change through a running node and wait for the
+    /// resulting epoch.
+    Propose(super::roster_admin::ProposeArgs),
 }
 
 /// Arguments of `fedmesh roster init`.
@@ -83,6 +89,8 @@ fn parse_weight(w: &str) -> Result<u64, String> {
 pub fn run(cmd: &RosterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RosterCommand::Init(args) => init(args),
+        RosterCommand::Show(args) => super::roster_admin::show(args),
+        RosterCommand::Propose(args) => super::roster_admin::propose(args),
     }
 }
 

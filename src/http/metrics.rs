@@ -22,6 +22,15 @@ pub const LINKS: &str = "fedmesh_links";
 /// Gauge: smoothed RTT of each link in seconds; label [`LABEL_PEER`] (the
 /// peer's short cluster id).
 pub const LINK_RTT_SECONDS: &str = "fedmesh_link_rtt_seconds";
+/// Gauge: the roster epoch in use.
+pub const ROSTER_EPOCH: &str = "fedmesh_roster_epoch";
+/// Gauge: each member's voting weight in the current roster epoch; label
+/// [`LABEL_MEMBER`] (the member's name).
+pub const ROSTER_WEIGHT: &str = "fedmesh_roster_weight";
+/// Gauge: the current roster epoch's total weight.
+pub const ROSTER_TOTAL_WEIGHT: &str = "fedmesh_roster_total_weight";
+/// Label: a roster member's name.
+pub const LABEL_MEMBER: &str = "member";
 /// Gauge: UDP bytes sent and received on the current links (QUIC overhead
 /// included); label [`LABEL_DIRECTION`]. Links that closed drop out of it.
 pub const UDP_BYTES: &str = "fedmesh_udp_bytes";
@@ -152,6 +161,17 @@ fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(MEMBERS, Unit::Count, "Known members by state.");
     describe_gauge!(LINKS, Unit::Count, "Live links to other clusters.");
+    describe_gauge!(ROSTER_EPOCH, Unit::Count, "The roster epoch in use.");
+    describe_gauge!(
+        ROSTER_WEIGHT,
+        Unit::Count,
+        "Each member's voting weight in the current roster epoch."
+    );
+    describe_gauge!(
+        ROSTER_TOTAL_WEIGHT,
+        Unit::Count,
+        "Total voting weight of the current roster epoch."
+    );
     describe_gauge!(
         UDP_BYTES,
         Unit::Bytes,

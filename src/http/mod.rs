@@ -1,5 +1,7 @@
 //! The admin HTTP endpoint: `GET /status` (JSON [`StatusSnapshot`]),
-//! `GET /metrics` (Prometheus text format) and `GET /health` (`ok`).
+//! `GET /metrics` (Prometheus text format), `GET /health` (`ok`),
+//! `GET /roster` (JSON [`RosterStatus`]) and `POST /roster/propose` (a JSON
+//! roster change, e.g. `{"op":"set_weight","id":"<hex>","weight":3}`).
 //!
 //! It is plain HTTP without authentication, meant for loopback (the default
 //! address is `127.0.0.1:7800`); binding it elsewhere is logged as a warning.
@@ -10,6 +12,7 @@
 
 pub mod client;
 pub mod metrics;
+pub mod roster;
 pub mod status;
 
 use std::future::Future;
@@ -18,15 +21,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use self::metrics::{install_metrics, render_metrics};
-pub use client::{ClientError, fetch_status, fetch_status_json, parse_status};
+pub use client::{
+    ClientError, fetch_roster, fetch_status, fetch_status_json, parse_status, propose_roster_change,
+};
+pub use roster::{RosterMember, RosterProposer, RosterStatus, render_progress, render_roster};
 pub use status::{
     LinkStatus, MemberState, MemberStatus, NodeStatus, RouteStatus, RoutingStats, StatusSnapshot,
     render_status_table,
@@ -74,20 +81,63 @@ pub enum HttpError {
 struct AdminState {
     provider: StatusProvider,
     metrics: PrometheusHandle,
+    proposer: Option<RosterProposer>,
 }
 
 /// The admin routes, for embedding in another axum server. [`serve`] is
 /// the usual way to run them.
 pub fn router(provider: StatusProvider, metrics: PrometheusHandle) -> Router {
+    router_with_roster(provider, metrics, None)
+}
+
+/// [`router`] plus `POST /roster/propose`, answered by `proposer` (503
+/// without one).
+pub fn router_with_roster(
+    provider: StatusProvider,
+    metrics: PrometheusHandle,
+    proposer: Option<RosterProposer>,
+) -> Router {
     Router::new()
         .route("/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/health", get(get_health))
-        .with_state(AdminState { provider, metrics })
+        .route("/roster", get(get_roster))
+        .route("/roster/propose", post(post_propose))
+        .with_state(AdminState {
+            provider,
+            metrics,
+            proposer,
+        })
 }
 
 async fn get_status(State(state): State<AdminState>) -> impl IntoResponse {
     axum::Json((state.provider)())
+}
+
+async fn get_roster(State(state): State<AdminState>) -> impl IntoResponse {
+    axum::Json((state.provider)().roster)
+}
+
+/// Body: a JSON [`crate::proto::roster_sync::RosterChange`]. Answers 202
+/// with the first progress, 409 if the node refused the change, 503 if
+/// proposals are not wired.
+async fn post_propose(
+    State(state): State<AdminState>,
+    axum::Json(change): axum::Json<crate::proto::roster_sync::RosterChange>,
+) -> axum::response::Response {
+    let Some(proposer) = state.proposer else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "roster proposals are not enabled",
+        )
+            .into_response();
+    };
+    match proposer(change).await {
+        Ok(crate::proto::roster_sync::Progress::Failed { reason }) | Err(reason) => {
+            (StatusCode::CONFLICT, reason).into_response()
+        }
+        Ok(progress) => (StatusCode::ACCEPTED, axum::Json(progress)).into_response(),
+    }
 }
 
 async fn get_metrics(State(state): State<AdminState>) -> impl IntoResponse {
@@ -117,6 +167,20 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    serve_with_roster(addr, provider, metrics, None, shutdown).await
+}
+
+/// [`serve`] with `POST /roster/propose` answered by `proposer`.
+pub async fn serve_with_roster<F>(
+    addr: SocketAddr,
+    provider: StatusProvider,
+    metrics: PrometheusHandle,
+    proposer: Option<RosterProposer>,
+    shutdown: F,
+) -> Result<(SocketAddr, JoinHandle<Result<(), HttpError>>), HttpError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Bind { addr, source })?;
@@ -127,7 +191,7 @@ where
             "the admin endpoint has no authentication and listens beyond loopback"
         );
     }
-    let app = router(provider, metrics);
+    let app = router_with_roster(provider, metrics, proposer);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

@@ -19,6 +19,10 @@ pub struct StatusSnapshot {
     pub members: Vec<MemberStatus>,
     /// This node's live links.
     pub links: Vec<LinkStatus>,
+    /// The roster epoch in use and any change under way (absent from
+    /// nodes that predate roster epochs).
+    #[serde(default)]
+    pub roster: super::roster::RosterStatus,
     /// The route to every reachable cluster (absent from older nodes).
     #[serde(default)]
     pub routes: Vec<RouteStatus>,
@@ -187,6 +191,25 @@ pub fn render_status_table(snapshot: &StatusSnapshot) -> String {
         node.incarnation,
         format_uptime(node.uptime_s),
     );
+    let r = &snapshot.roster;
+    let _ = writeln!(
+        out,
+        "roster epoch {}  total weight {}  ({} members)",
+        r.epoch,
+        r.total_weight,
+        r.members.len()
+    );
+    if let Some(p) = &r.pending {
+        let _ = writeln!(
+            out,
+            "roster change pending: epoch {} attempt {}, {} of {} weight voted, {} proposal(s)",
+            p.epoch,
+            p.attempt,
+            p.voted,
+            p.total,
+            p.proposals.len()
+        );
+    }
 
     out.push('\n');
     if snapshot.members.is_empty() {
@@ -330,7 +353,7 @@ fn name_or_dash(name: Option<&str>) -> String {
 }
 
 /// Replaces control characters (escape sequences, newlines) with `?`.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()

@@ -20,6 +20,7 @@ use crate::node::snapshot::{record_gauges, snapshot};
 use crate::proto::core::{Command, Core, Delivery, Input, Output, Persist, TimerId};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::event::Event;
+use crate::proto::roster_sync::{Progress, RosterChange};
 use crate::proto::time::Millis;
 use crate::proto::wire;
 
@@ -29,6 +30,8 @@ pub enum Request {
     Shutdown(oneshot::Sender<()>),
     /// Hand a command to the core.
     Command(Command),
+    /// Propose a roster change; answered with its first progress.
+    ProposeRoster(RosterChange, oneshot::Sender<Progress>),
 }
 
 /// A connection attempt's outcome, from the accept loop or a dial task.
@@ -61,12 +64,15 @@ pub struct Actor {
     pub(crate) status: watch::Sender<StatusSnapshot>,
     pub(crate) pinned: HashMap<SocketAddr, ClusterId>,
     pub(crate) data_dir: PathBuf,
+    pub(crate) db: crate::store::db::Db,
     pub(crate) started: Instant,
     pub(crate) timer: Option<Millis>,
     /// Links being closed after their last frames drain.
     pub(crate) closing: Vec<tokio::task::JoinHandle<()>>,
     /// Route recomputations already published in the status.
     pub(crate) routes_seen: u64,
+    /// The latest progress of this node's own roster proposal.
+    pub(crate) roster_progress: Option<Progress>,
 }
 
 /// An error with its causes, for log lines that must say why.
@@ -111,6 +117,15 @@ impl Actor {
                             self.input(Input::Command(c)).await;
                             continue;
                         }
+                        Some(Request::ProposeRoster(change, reply)) => {
+                            self.roster_progress = None;
+                            self.input(Input::Command(Command::ProposeRoster(change))).await;
+                            let first = self.roster_progress.clone().unwrap_or(Progress::Failed {
+                                reason: "the node reported no progress".into(),
+                            });
+                            let _ = reply.send(first);
+                            continue;
+                        }
                         Some(Request::Shutdown(done)) => Some(done),
                         None => None,
                     };
@@ -144,12 +159,13 @@ impl Actor {
     }
 
     fn publish_status(&self) {
-        let snap = snapshot(
+        let mut snap = snapshot(
             &self.core,
             self.now(),
             self.transport.local_addr(),
             self.started.elapsed().as_secs(),
         );
+        snap.roster.own_proposal = self.roster_progress.clone();
         record_gauges(&snap);
         self.status.send_replace(snap);
     }
@@ -260,9 +276,21 @@ impl Actor {
         let now = self.now();
         let outputs = self.core.handle(now, input);
         let mut membership_changed = false;
+        // Votes whose persistence failed: never sent (see Persist::SignedVote).
+        let mut unsafe_votes: Vec<wire::Blob> = Vec::new();
         for out in outputs {
             match out {
-                Output::Send { to, frame } => self.send(to, &frame),
+                Output::Send { to, mut frame } => {
+                    if let wire::Frame::RosterPending { votes, proposals } = &mut frame
+                        && !unsafe_votes.is_empty()
+                    {
+                        votes.retain(|v| !unsafe_votes.contains(v));
+                        if votes.is_empty() && proposals.is_empty() {
+                            continue;
+                        }
+                    }
+                    self.send(to, &frame)
+                }
                 Output::Connect { addr, expected } => self.dial(addr, expected),
                 Output::Disconnect { peer, reason } => {
                     if let Some(e) = self.links.remove(&peer) {
@@ -278,6 +306,9 @@ impl Actor {
                     at,
                 } => self.timer = Some(at),
                 Output::Event(ev) => {
+                    if let Event::RosterProgress(p) = &ev {
+                        self.roster_progress = Some(p.clone());
+                    }
                     tracing::info!(event = ?ev, "membership");
                     membership_changed = true;
                     let _ = self.events.send(ev);
@@ -290,6 +321,19 @@ impl Actor {
                 Output::Deliver(d) => {
                     tracing::debug!(delivery = ?d, "routed");
                     let _ = self.deliveries.send(d);
+                }
+                Output::Persist(Persist::RosterEpoch(e)) => {
+                    if let Err(err) = self.db.put_roster_epoch(&e) {
+                        tracing::error!(error = %err, "cannot persist the roster epoch");
+                    }
+                }
+                Output::Persist(Persist::SignedVote(v)) => {
+                    // A vote that is not durable must not leave this node:
+                    // after a crash it could sign another value for the slot.
+                    if let Err(err) = self.db.put_signed_vote(&v) {
+                        tracing::error!(error = %err, "cannot persist a roster vote; not sending it");
+                        unsafe_votes.push(wire::Blob(v.encode().to_vec()));
+                    }
                 }
             }
         }

@@ -14,7 +14,10 @@
 
 mod actor;
 mod links;
+mod roster;
 mod snapshot;
+
+pub use roster::{RosterChangeError, RosterProposal};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +35,7 @@ use crate::proto::identity::ClusterId;
 use crate::proto::membership::config::MembershipConfig as CoreMembershipConfig;
 use crate::proto::membership::event::Event;
 use crate::proto::topology::LinkPolicy;
+use crate::store::db::{Db, DbError};
 use crate::store::genesis::{GenesisError, load_roster_file};
 use crate::store::keys::{KeyFileError, load_identity, load_tls_material};
 use crate::store::state::{StateError, load_incarnation};
@@ -53,6 +57,9 @@ pub enum NodeError {
     /// Persisted node state cannot be read.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The node database cannot be opened or read.
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// The protocol core refused the configuration (e.g. not a member).
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -97,6 +104,9 @@ impl Node {
         let material = load_tls_material(&config.cert_path(), &config.key)?;
         let roster = Arc::new(load_roster_file(&config.roster)?);
         let previous = load_incarnation(&config.data_dir)?;
+        let db = Db::open(&config.data_dir)?;
+        let stored_epochs = db.roster_epochs()?;
+        let signed_votes = db.signed_votes()?;
 
         let transport_options = TransportOptions {
             keep_alive: config.transport.keep_alive(),
@@ -154,7 +164,11 @@ impl Node {
             vec![advertise],
             previous,
             rng_seed,
-        )?;
+        )?
+        .with_roster_state(stored_epochs, signed_votes);
+        if core.roster().epoch() > 0 {
+            tracing::info!(epoch = core.roster().epoch(), "roster epochs restored");
+        }
 
         let started = Instant::now();
         let (status_tx, status_rx) = watch::channel(snapshot::snapshot(
@@ -184,9 +198,24 @@ impl Node {
             Some(addr) => {
                 let provider = crate::http::status_provider_from_watch(status_rx.clone());
                 let metrics = crate::http::install_metrics();
-                let (bound, _task) = crate::http::serve(addr, provider, metrics, async move {
-                    let _ = http_stop.await;
-                })
+                let requests = requests_tx.clone();
+                let proposer: crate::http::RosterProposer = Arc::new(move |change| {
+                    let requests = requests.clone();
+                    Box::pin(async move {
+                        roster::propose_via(&requests, change)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                });
+                let (bound, _task) = crate::http::serve_with_roster(
+                    addr,
+                    provider,
+                    metrics,
+                    Some(proposer),
+                    async move {
+                        let _ = http_stop.await;
+                    },
+                )
                 .await?;
                 tracing::info!(%bound, "admin endpoint listening");
                 Some(bound)
@@ -208,10 +237,12 @@ impl Node {
             status: status_tx,
             pinned,
             data_dir: config.data_dir.clone(),
+            db,
             started,
             timer: None,
             closing: Vec::new(),
             routes_seen: 0,
+            roster_progress: None,
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");

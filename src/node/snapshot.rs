@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use crate::http::{
-    LinkStatus, MemberState, MemberStatus, NodeStatus, RouteStatus, RoutingStats, StatusSnapshot,
+    LinkStatus, MemberState, MemberStatus, NodeStatus, RosterMember, RosterStatus, RouteStatus,
+    RoutingStats, StatusSnapshot,
 };
 use crate::proto::core::Core;
 use crate::proto::membership::failure::MemberState as CoreState;
@@ -63,6 +64,21 @@ pub fn snapshot(core: &Core, now: Millis, listen: SocketAddr, uptime_s: u64) -> 
         },
         members,
         links,
+        roster: RosterStatus {
+            epoch: roster.epoch(),
+            total_weight: roster.total_weight(),
+            members: roster
+                .members()
+                .iter()
+                .map(|m| RosterMember {
+                    id: m.id,
+                    name: m.name.clone(),
+                    weight: m.weight,
+                })
+                .collect(),
+            pending: core.roster_pending(),
+            own_proposal: None,
+        },
         routes: routes(core),
         routing: routing_stats(core),
     }
@@ -111,6 +127,12 @@ pub fn record_gauges(snap: &StatusSnapshot) {
         metrics::gauge!(MEMBERS, "state" => s.as_str()).set(n as f64);
     }
     metrics::gauge!(LINKS).set(snap.links.len() as f64);
+    use crate::http::metrics::{LABEL_MEMBER, ROSTER_EPOCH, ROSTER_TOTAL_WEIGHT, ROSTER_WEIGHT};
+    metrics::gauge!(ROSTER_EPOCH).set(snap.roster.epoch as f64);
+    metrics::gauge!(ROSTER_TOTAL_WEIGHT).set(snap.roster.total_weight as f64);
+    for m in &snap.roster.members {
+        metrics::gauge!(ROSTER_WEIGHT, LABEL_MEMBER => m.name.clone()).set(m.weight as f64);
+    }
     for l in &snap.links {
         metrics::gauge!(LINK_RTT_SECONDS, "peer" => l.peer.short()).set(l.rtt_ms / 1e3);
     }

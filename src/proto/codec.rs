@@ -14,8 +14,10 @@ pub mod tags {
     pub const CHECKPOINT: &[u8] = b"fedmesh/checkpoint/v1";
     /// A gossiped node record.
     pub const RECORD: &[u8] = b"fedmesh/record/v1";
-    /// The subject of a roster change vote.
-    pub const ROSTER_SUBJECT: &[u8] = b"fedmesh/roster-subject/v1";
+    /// The subject of a roster change vote (v2: with the voting attempt).
+    pub const ROSTER_SUBJECT: &[u8] = b"fedmesh/roster-subject/v2";
+    /// A member's proposal of the next roster epoch.
+    pub const ROSTER_PROPOSAL: &[u8] = b"fedmesh/roster-proposal/v1";
     /// A gossiped heartbeat (liveness only, apart from the node record).
     pub const HEARTBEAT: &[u8] = b"fedmesh/heartbeat/v1";
     /// A delivery message digest (the value voted on in quorum rounds).

@@ -14,6 +14,7 @@ pub mod queue;
 pub mod quorum;
 pub mod roster;
 pub mod roster_epoch;
+pub mod roster_sync;
 pub mod time;
 pub mod topology;
 pub mod vclock;

@@ -2,11 +2,14 @@
 //! epoch after genesis the certificate by which the previous epoch's members
 //! (more than 2/3 of its weight) accepted it.
 //!
-//! Encoding: `roster_len:u32 | roster (see [`Roster::encode`]) | certificate`
-//! where the certificate is present only for epochs after 0. The change vote
-//! for epoch N+1 is a `RosterChange` vote in epoch N whose subject is
-//! [`change_subject`] and whose value is BLAKE3 of the new roster's encoding,
-//! so that two different rosters for one epoch compete for one slot.
+//! Encoding: `roster_len:u32 | roster (see [`Roster::encode`]) | attempt:u32 |
+//! certificate` where the attempt and certificate are present only for epochs
+//! after 0. The change vote for epoch N+1 is a `RosterChange` vote in epoch N
+//! whose subject is [`change_subject`] (network, N+1, attempt) and whose value
+//! is BLAKE3 of the new roster's encoding, so that two different rosters for
+//! one epoch compete for the same slots. Attempts exist for liveness only: an
+//! honest voter signs in attempt `a+1` only once signed votes prove that no
+//! value can reach quorum in attempt `a` (see `proto::roster_sync`).
 
 use std::sync::Arc;
 
@@ -47,12 +50,14 @@ pub enum RosterEpochError {
     Decode(#[from] DecodeError),
 }
 
-/// The subject of the votes that accept epoch `new_epoch` of `network_id`.
-pub fn change_subject(network_id: NetworkId, new_epoch: u64) -> Digest {
-    let mut w = Writer::with_capacity(64);
+/// The subject of the votes that accept epoch `new_epoch` of `network_id`
+/// in voting attempt `attempt`.
+pub fn change_subject(network_id: NetworkId, new_epoch: u64, attempt: u32) -> Digest {
+    let mut w = Writer::with_capacity(72);
     w.tag(tags::ROSTER_SUBJECT)
         .raw(&network_id.0)
-        .u64(new_epoch);
+        .u64(new_epoch)
+        .u32(attempt);
     Digest::of(&w.finish())
 }
 
@@ -63,16 +68,28 @@ pub struct RosterEpoch {
     pub roster: Arc<Roster>,
     /// The certificate of the previous epoch's members (absent for genesis).
     pub certificate: Option<Certificate>,
+    /// The voting attempt the certificate belongs to (0 for genesis).
+    pub attempt: u32,
 }
 
+/// Two epochs are equal when their canonical encodings are.
+impl PartialEq for RosterEpoch {
+    fn eq(&self, other: &Self) -> bool {
+        self.encode() == other.encode()
+    }
+}
+
+impl Eq for RosterEpoch {}
+
 impl RosterEpoch {
-    /// The round in which epoch `new_epoch` is voted on, under `previous`'s weights.
-    pub fn change_round(previous: &Roster) -> Round {
+    /// The round of `attempt` in which the successor of `previous` is voted
+    /// on, under `previous`'s weights.
+    pub fn change_round(previous: &Roster, attempt: u32) -> Round {
         Round {
             network_id: previous.network_id(),
             epoch: previous.epoch(),
             kind: VoteKind::RosterChange,
-            subject: change_subject(previous.network_id(), previous.epoch() + 1),
+            subject: change_subject(previous.network_id(), previous.epoch() + 1, attempt),
         }
     }
 
@@ -83,7 +100,7 @@ impl RosterEpoch {
 
     /// Checks a genesis epoch against the network's genesis roster.
     pub fn verify_genesis(&self, genesis: &Roster) -> Result<(), RosterEpochError> {
-        if self.certificate.is_some() || self.roster.epoch() != 0 {
+        if self.certificate.is_some() || self.roster.epoch() != 0 || self.attempt != 0 {
             return Err(RosterEpochError::CertificatePresence(self.roster.epoch()));
         }
         if self.roster.encode() != genesis.encode() {
@@ -109,7 +126,7 @@ impl RosterEpoch {
             return Err(RosterEpochError::WrongNetwork);
         }
         if epoch != previous.epoch() + 1
-            || cert.round() != Self::change_round(previous)
+            || cert.round() != Self::change_round(previous, self.attempt)
             || cert.value() != Self::change_value(&self.roster)
         {
             return Err(RosterEpochError::WrongCertificate(epoch));
@@ -130,7 +147,7 @@ impl RosterEpoch {
         let mut w = Writer::with_capacity(roster.len() + 4);
         w.u32(roster.len() as u32).raw(&roster);
         if let Some(cert) = &self.certificate {
-            w.raw(&cert.encode());
+            w.u32(self.attempt).raw(&cert.encode());
         }
         w.finish()
     }
@@ -140,11 +157,11 @@ impl RosterEpoch {
         let mut r = Reader::new(bytes);
         let len = r.count(1)?;
         let roster = Arc::new(Roster::decode(r.take(len)?)?);
-        let rest = r.take(r.remaining())?;
-        let certificate = if rest.is_empty() {
-            None
+        let (attempt, certificate) = if r.remaining() == 0 {
+            (0, None)
         } else {
-            Some(Certificate::decode(rest)?)
+            let attempt = r.u32()?;
+            (attempt, Some(Certificate::decode(r.take(r.remaining())?)?))
         };
         if certificate.is_some() != (roster.epoch() > 0) {
             return Err(RosterEpochError::CertificatePresence(roster.epoch()));
@@ -152,6 +169,7 @@ impl RosterEpoch {
         Ok(RosterEpoch {
             roster,
             certificate,
+            attempt,
         })
     }
 }
@@ -178,7 +196,7 @@ mod tests {
     }
 
     fn certify(net: &TestNet, roster: &Roster, voters: &[usize]) -> Certificate {
-        let round = RosterEpoch::change_round(&net.roster);
+        let round = RosterEpoch::change_round(&net.roster, 0);
         let value = RosterEpoch::change_value(roster);
         let votes: Vec<_> = voters
             .iter()
@@ -194,14 +212,25 @@ mod tests {
         let ok = RosterEpoch {
             roster: next.clone(),
             certificate: Some(certify(&net, &next, &[0, 1, 2])),
+            attempt: 0,
         };
         ok.verify_successor(&net.roster).unwrap();
+        // The same votes do not certify another attempt.
+        let shifted = RosterEpoch {
+            attempt: 1,
+            ..ok.clone()
+        };
+        assert_eq!(
+            shifted.verify_successor(&net.roster),
+            Err(RosterEpochError::WrongCertificate(1))
+        );
         let back = RosterEpoch::decode(&ok.encode()).unwrap();
         back.verify_successor(&net.roster).unwrap();
 
         let two_thirds = RosterEpoch {
             roster: next.clone(),
             certificate: Some(certify(&net, &next, &[0, 1])),
+            attempt: 0,
         };
         assert!(matches!(
             two_thirds.verify_successor(&net.roster),
@@ -215,6 +244,7 @@ mod tests {
         let swapped = RosterEpoch {
             roster: other,
             certificate: Some(certify(&net, &next, &[0, 1, 2])),
+            attempt: 0,
         };
         assert_eq!(
             swapped.verify_successor(&net.roster),
@@ -228,6 +258,7 @@ mod tests {
         let genesis = RosterEpoch {
             roster: net.roster.clone(),
             certificate: None,
+            attempt: 0,
         };
         genesis.verify_genesis(&net.roster).unwrap();
         let other = TestNet::new(2, &[1, 1, 1]);

@@ -13,7 +13,7 @@
 //! the verifier rebuilds the canonical sign bytes (see
 //! [`crate::proto::membership::record`]).
 
-use crate::proto::bytes32::NetworkId;
+use crate::proto::bytes32::{Digest, NetworkId};
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::heartbeat::SignedHeartbeat;
 use crate::proto::membership::record::{SignedRecord, Version};
@@ -34,6 +34,48 @@ pub const MAX_HEARTBEATS_PER_FRAME: usize = MAX_DIGEST_ENTRIES;
 pub const MAX_WANT: usize = MAX_DIGEST_ENTRIES;
 /// Longest `Goodbye` reason, in bytes; longer reasons are cut when sent.
 pub const MAX_REASON_LEN: usize = 512;
+/// Most roster epochs in one `RosterEpochs` frame.
+pub const MAX_ROSTER_EPOCHS_PER_FRAME: usize = 64;
+/// Most proposals in one `RosterPending` frame.
+pub const MAX_ROSTER_PROPOSALS_PER_FRAME: usize = 4096;
+/// Most votes in one `RosterPending` frame.
+pub const MAX_ROSTER_VOTES_PER_FRAME: usize = 8192;
+
+/// Canonical bytes of a signed object (roster epoch, proposal, vote),
+/// carried as a postcard byte string and decoded by the core.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Blob({} bytes)", self.0.len())
+    }
+}
+
+impl serde::Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
 
 /// A 64-byte ed25519 signature, serialised as a byte string.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,6 +214,33 @@ pub enum Frame {
     /// A message travelling hop by hop to a cluster that may not be a
     /// direct neighbour (see [`crate::proto::topology`]).
     Routed(Routed),
+    /// Roster anti-entropy: the sender's epoch and a digest of the proposals
+    /// and votes it holds for the next one (`None`: nothing pending).
+    RosterSummary {
+        /// The roster epoch the sender holds.
+        epoch: u64,
+        /// Digest of its pending proposals and votes.
+        pending: Option<Digest>,
+        /// True when answering a summary (never answered again).
+        reply: bool,
+    },
+    /// Asks for every roster epoch after `after`.
+    RosterFetch {
+        /// The highest epoch the sender holds.
+        after: u64,
+    },
+    /// Roster epochs (canonical encodings), oldest first.
+    RosterEpochs {
+        /// The epochs.
+        epochs: Vec<Blob>,
+    },
+    /// Proposals and votes for the next roster epoch (canonical encodings).
+    RosterPending {
+        /// Signed proposals.
+        proposals: Vec<Blob>,
+        /// Signed roster-change votes.
+        votes: Vec<Blob>,
+    },
 }
 
 /// The kinds of [`Frame`], for counters.
@@ -197,11 +266,19 @@ pub enum FrameKind {
     Beat,
     /// [`Frame::Routed`].
     Routed,
+    /// [`Frame::RosterSummary`].
+    RosterSummary,
+    /// [`Frame::RosterFetch`].
+    RosterFetch,
+    /// [`Frame::RosterEpochs`].
+    RosterEpochs,
+    /// [`Frame::RosterPending`].
+    RosterPending,
 }
 
 impl FrameKind {
     /// Number of kinds.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 14;
     /// Every kind, in declaration order.
     pub const ALL: [FrameKind; FrameKind::COUNT] = [
         FrameKind::Hello,
@@ -214,6 +291,10 @@ impl FrameKind {
         FrameKind::Leave,
         FrameKind::Beat,
         FrameKind::Routed,
+        FrameKind::RosterSummary,
+        FrameKind::RosterFetch,
+        FrameKind::RosterEpochs,
+        FrameKind::RosterPending,
     ];
 
     /// A stable lowercase name (metrics labels).
@@ -229,6 +310,10 @@ impl FrameKind {
             FrameKind::Leave => "leave",
             FrameKind::Beat => "beat",
             FrameKind::Routed => "routed",
+            FrameKind::RosterSummary => "roster_summary",
+            FrameKind::RosterFetch => "roster_fetch",
+            FrameKind::RosterEpochs => "roster_epochs",
+            FrameKind::RosterPending => "roster_pending",
         }
     }
 
@@ -292,6 +377,10 @@ impl Frame {
             Frame::Leave { .. } => FrameKind::Leave,
             Frame::Beat { .. } => FrameKind::Beat,
             Frame::Routed(_) => FrameKind::Routed,
+            Frame::RosterSummary { .. } => FrameKind::RosterSummary,
+            Frame::RosterFetch { .. } => FrameKind::RosterFetch,
+            Frame::RosterEpochs { .. } => FrameKind::RosterEpochs,
+            Frame::RosterPending { .. } => FrameKind::RosterPending,
         }
     }
 
@@ -323,6 +412,18 @@ impl Frame {
             }
             Frame::Records { records } => bound("records", records.len(), MAX_RECORDS_PER_FRAME),
             Frame::Routed(r) => r.check_bounds().map_err(FrameError::Routed),
+            Frame::RosterSummary { .. } | Frame::RosterFetch { .. } => Ok(()),
+            Frame::RosterEpochs { epochs } => {
+                bound("roster epochs", epochs.len(), MAX_ROSTER_EPOCHS_PER_FRAME)
+            }
+            Frame::RosterPending { proposals, votes } => {
+                bound(
+                    "roster proposals",
+                    proposals.len(),
+                    MAX_ROSTER_PROPOSALS_PER_FRAME,
+                )?;
+                bound("roster votes", votes.len(), MAX_ROSTER_VOTES_PER_FRAME)
+            }
         }
     }
 
@@ -453,6 +554,19 @@ mod tests {
                     body: vec![1, 2, 3],
                 },
             )),
+            Frame::RosterSummary {
+                epoch: 3,
+                pending: Some(Digest([7; 32])),
+                reply: true,
+            },
+            Frame::RosterFetch { after: 2 },
+            Frame::RosterEpochs {
+                epochs: vec![Blob(vec![0xff, 1, 2])],
+            },
+            Frame::RosterPending {
+                proposals: vec![Blob(vec![])],
+                votes: vec![Blob(vec![200; 201])],
+            },
         ];
         for f in frames {
             assert_eq!(decode(&encode(&f).unwrap()).unwrap(), f);
@@ -491,6 +605,15 @@ mod tests {
             })
         ));
         assert!(decode(&encode(&big).unwrap()).is_err());
+        let votes = Frame::RosterPending {
+            proposals: vec![],
+            votes: vec![Blob(vec![]); MAX_ROSTER_VOTES_PER_FRAME + 1],
+        };
+        assert!(decode(&encode(&votes).unwrap()).is_err());
+        let epochs = Frame::RosterEpochs {
+            epochs: vec![Blob(vec![]); MAX_ROSTER_EPOCHS_PER_FRAME + 1],
+        };
+        assert!(epochs.check_bounds().is_err());
         // Truncated record signature.
         let mut leave = encode(&Frame::Leave { record: signed() }).unwrap();
         leave.truncate(leave.len() - 1);

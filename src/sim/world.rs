@@ -30,7 +30,9 @@ use crate::proto::membership::config::MembershipConfig;
 use crate::proto::membership::event::Event;
 use crate::proto::membership::sigcache::SigCache;
 use crate::proto::roster::Roster;
+use crate::proto::roster_epoch::RosterEpoch;
 use crate::proto::time::Millis;
+use crate::proto::vote::SignedVote;
 use crate::proto::wire::{self, Frame};
 use crate::testkit::TestNet;
 
@@ -71,6 +73,8 @@ struct SimNode {
     life: u32,
     incarnation: u64,
     timers: BTreeMap<TimerId, Millis>,
+    roster_epochs: Vec<RosterEpoch>,
+    signed_votes: Vec<SignedVote>,
 }
 
 /// What a frame in flight carries.
@@ -158,6 +162,8 @@ impl Sim {
             life: 0,
             incarnation: 0,
             timers: BTreeMap::new(),
+            roster_epochs: Vec::new(),
+            signed_votes: Vec::new(),
         });
         i
     }
@@ -182,7 +188,8 @@ impl Sim {
             node.incarnation,
             rng_seed,
         )?
-        .with_signature_cache(self.sigcache.clone());
+        .with_signature_cache(self.sigcache.clone())
+        .with_roster_state(node.roster_epochs.clone(), node.signed_votes.clone());
         node.core = Some(core);
         let life = node.life;
         self.queue.push(
@@ -467,6 +474,8 @@ impl Sim {
             }),
             Output::Persist(Persist::Incarnation(n)) => self.nodes[node].incarnation = n,
             Output::Deliver(d) => self.deliveries.push((self.now, node, d)),
+            Output::Persist(Persist::RosterEpoch(e)) => self.nodes[node].roster_epochs.push(*e),
+            Output::Persist(Persist::SignedVote(v)) => self.nodes[node].signed_votes.push(v),
         }
     }
 
@@ -742,6 +751,16 @@ impl Sim {
     /// Indices of the running nodes.
     pub fn up_nodes(&self) -> Vec<usize> {
         (0..self.nodes.len()).filter(|i| self.is_up(*i)).collect()
+    }
+
+    /// The roster epochs node `i` persisted, in order.
+    pub fn persisted_epochs(&self, i: usize) -> &[RosterEpoch] {
+        self.nodes.get(i).map_or(&[], |n| &n.roster_epochs)
+    }
+
+    /// The roster-change votes node `i` persisted.
+    pub fn persisted_votes(&self, i: usize) -> &[SignedVote] {
+        self.nodes.get(i).map_or(&[], |n| &n.signed_votes)
     }
 
     /// The last incarnation node `i` persisted.

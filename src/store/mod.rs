@@ -4,6 +4,7 @@ pub mod atomic;
 pub mod bounded;
 pub mod dedup;
 pub mod delivery_error;
+pub mod db;
 pub mod genesis;
 pub mod keys;
 pub mod outbox;

@@ -52,6 +52,7 @@ pub fn write_sample_log(
         &LogEntry::Roster(RosterEpoch {
             roster: net.roster.clone(),
             certificate: None,
+            attempt: 0,
         }),
     )?;
     let mut votes = 0;

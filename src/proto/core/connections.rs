@@ -96,6 +96,7 @@ impl Core {
             let digest = self.table.digest();
             self.send(peer, Frame::Syn { digest }, out);
         }
+        self.roster_link_up(peer, out);
     }
 
     /// Sends `Goodbye` (if the link is not already closing), then asks the

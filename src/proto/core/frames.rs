@@ -169,6 +169,10 @@ impl Core {
                 self.apply_records(now, from, vec![record], true, out);
             }
             Frame::Routed(msg) => self.on_routed(now, from, msg, out),
+            f @ (Frame::RosterSummary { .. }
+            | Frame::RosterFetch { .. }
+            | Frame::RosterEpochs { .. }
+            | Frame::RosterPending { .. }) => self.on_roster_frame(now, from, f, out),
         }
     }
 

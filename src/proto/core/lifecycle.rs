@@ -51,6 +51,7 @@ impl Core {
         self.detect_failures(now, out);
         self.gossip(out);
         self.maintain_mesh(now, out);
+        self.roster_tick(now, out);
         let interval = duration_ms(self.config.gossip_interval);
         let jitter = interval / 10;
         let delay = interval

@@ -38,9 +38,12 @@ use crate::proto::membership::record::RecordError;
 use crate::proto::membership::sigcache::SigCache;
 use crate::proto::membership::table::MemberTable;
 use crate::proto::roster::Roster;
+use crate::proto::roster_epoch::RosterEpoch;
+use crate::proto::roster_sync::{RosterChange, RosterSync};
 use crate::proto::time::Millis;
 use crate::proto::topology::Routing;
 use crate::proto::topology::probes::Probes;
+use crate::proto::vote::SignedVote;
 use crate::proto::wire::Frame;
 
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
@@ -69,14 +72,24 @@ pub enum Command {
         /// Opaque bytes (at most [`crate::proto::topology::payload::MAX_PROBE_BODY`]).
         body: Vec<u8>,
     },
+    /// Propose a change of the roster on top of the current epoch; progress
+    /// is reported with [`Event::RosterProgress`].
+    ProposeRoster(RosterChange),
 }
 
 /// State the caller must store durably.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Persist {
     /// The incarnation now in use; pass it back as `previous_incarnation`
     /// after a restart.
     Incarnation(u64),
+    /// A roster epoch adopted; pass the stored chain back with
+    /// [`Core::with_roster_state`] after a restart.
+    RosterEpoch(Box<RosterEpoch>),
+    /// A roster-change vote this node signed. It must be durable before it
+    /// is sent, and handed back after a restart, so that the node never
+    /// signs two values for one slot.
+    SignedVote(SignedVote),
 }
 
 /// Something that happened, for the core to react to.
@@ -219,6 +232,8 @@ pub struct Core {
     scratch_events: Vec<Event>,
     routing: Routing,
     probes: Probes,
+    roster_sync: RosterSync,
+    roster_ticks: u64,
 }
 
 impl Core {
@@ -240,13 +255,17 @@ impl Core {
     ) -> Result<Core, CoreError> {
         config.validate()?;
         let id = identity.id();
-        if !config.open && roster.member(&id).is_none() {
+        // A cluster missing from the roster it knows may still join through
+        // seeds: a later epoch may have added it, and it learns that epoch
+        // from them (until then members refuse it).
+        if !config.open && roster.member(&id).is_none() && seeds.is_empty() {
             return Err(CoreError::NotAMember {
                 id,
                 network: roster.network_name().to_owned(),
             });
         }
         let network_id = roster.network_id();
+        let roster_sync = RosterSync::new(identity.clone(), roster.clone(), [], []);
         let (own, signed) = OwnRecord::new(
             identity,
             network_id,
@@ -273,6 +292,8 @@ impl Core {
             scratch_events: Vec::new(),
             routing: Routing::new(),
             probes: Probes::default(),
+            roster_sync,
+            roster_ticks: 0,
         })
     }
 
@@ -327,6 +348,7 @@ impl Core {
             Input::Command(Command::SendProbe { dst, id, body }) => {
                 self.send_probe(now, dst, id, body, out)
             }
+            Input::Command(Command::ProposeRoster(change)) => self.propose_roster(now, change, out),
         }
         self.after_input(now);
     }
@@ -339,5 +361,6 @@ mod lifecycle;
 mod own_record;
 mod queries;
 mod routing;
+mod roster;
 #[cfg(test)]
 mod tests;

@@ -74,4 +74,26 @@ pub enum Event {
         /// The new incarnation.
         incarnation: u64,
     },
+    /// A new roster epoch was adopted.
+    RosterEpoch {
+        /// The epoch.
+        epoch: u64,
+        /// Its members as (name, weight).
+        members: Vec<(String, u64)>,
+    },
+    /// Progress of a roster change this node proposed.
+    RosterProgress(crate::proto::roster_sync::Progress),
+    /// A valid certificate for a different roster of an epoch already held
+    /// (a fork: kept as evidence, never adopted).
+    RosterConflict {
+        /// The epoch.
+        epoch: u64,
+    },
+    /// A member signed two values for one roster-change slot.
+    RosterEquivocation {
+        /// The signer.
+        signer: ClusterId,
+        /// The epoch whose vote it was.
+        epoch: u64,
+    },
 }

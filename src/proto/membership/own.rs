@@ -82,6 +82,11 @@ impl OwnRecord {
         self.record.version()
     }
 
+    /// Publishes `epoch` as the roster epoch held, from the next signing on.
+    pub fn set_roster_epoch(&mut self, epoch: u64) {
+        self.record.roster_epoch = epoch;
+    }
+
     /// True once [`Self::leave`] was called.
     pub fn has_left(&self) -> bool {
         self.record.left

@@ -1,0 +1,228 @@
+//! The node's durable database: one redb file, `fedmesh.redb` in the data
+//! directory. This module owns the roster tables (epochs adopted, and the
+//! roster-change votes this node signed); other modules add their own
+//! tables through [`Db::database`].
+//!
+//! Tables:
+//! - `roster_epochs`: epoch number (`u64`) → canonical roster epoch bytes;
+//! - `signed_votes`: slot (`network_id | epoch:u64 | kind:u8 | subject |
+//!   voter`, 105 bytes) → the canonical signed vote (201 bytes). A slot is
+//!   never overwritten with another value: that would be equivocation.
+
+use std::path::{Path, PathBuf};
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::proto::codec::Writer;
+use crate::proto::roster_epoch::RosterEpoch;
+use crate::proto::vote::{SignedVote, Vote};
+
+const ROSTER_EPOCHS: TableDefinition<u64, &[u8]> = TableDefinition::new("roster_epochs");
+const SIGNED_VOTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("signed_votes");
+
+/// The database file name in the data directory.
+pub const DB_FILE: &str = "fedmesh.redb";
+
+/// Why the database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// redb failed (I/O, corruption, lock held by another process).
+    #[error("database {path}: {source}")]
+    Redb {
+        /// The database file.
+        path: PathBuf,
+        /// The error.
+        source: Box<redb::Error>,
+    },
+    /// A stored value does not decode.
+    #[error("database {path}: corrupt {table} entry: {reason}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Which table.
+        table: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A different vote is already stored for the slot.
+    #[error("refusing to store a second value for a vote slot already signed")]
+    SlotTaken,
+}
+
+/// The node database.
+#[derive(Debug)]
+pub struct Db {
+    db: redb::Database,
+    path: PathBuf,
+}
+
+fn slot_key(v: &Vote) -> Vec<u8> {
+    let mut w = Writer::with_capacity(105);
+    w.raw(&v.round.network_id.0)
+        .u64(v.round.epoch)
+        .u8(v.round.kind as u8)
+        .raw(&v.round.subject.0)
+        .raw(&v.voter.0);
+    w.finish()
+}
+
+impl Db {
+    /// Opens (creating if needed) `fedmesh.redb` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Db, DbError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| DbError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let db = redb::Database::create(&path).map_err(|e| DbError::Redb {
+            path: path.clone(),
+            source: Box::new(e.into()),
+        })?;
+        let me = Db { db, path };
+        // Create the tables so that readers never see them missing.
+        me.write(|tx| {
+            tx.open_table(ROSTER_EPOCHS)?;
+            tx.open_table(SIGNED_VOTES)?;
+            Ok(())
+        })?;
+        Ok(me)
+    }
+
+    /// The underlying database, for modules that keep their own tables.
+    pub fn database(&self) -> &redb::Database {
+        &self.db
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> DbError {
+        DbError::Redb {
+            path: self.path.clone(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, DbError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let t = f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(t)
+    }
+
+    /// Stores an adopted roster epoch (durable on return).
+    pub fn put_roster_epoch(&self, e: &RosterEpoch) -> Result<(), DbError> {
+        let bytes = e.encode();
+        self.write(|tx| {
+            tx.open_table(ROSTER_EPOCHS)?
+                .insert(e.roster.epoch(), bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Every stored epoch after genesis, in order.
+    pub fn roster_epochs(&self) -> Result<Vec<RosterEpoch>, DbError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(ROSTER_EPOCHS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.range(1u64..).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let e = RosterEpoch::decode(v.value()).map_err(|e| DbError::Corrupt {
+                path: self.path.clone(),
+                table: "roster_epochs",
+                reason: e.to_string(),
+            })?;
+            if e.roster.epoch() != k.value() {
+                return Err(DbError::Corrupt {
+                    path: self.path.clone(),
+                    table: "roster_epochs",
+                    reason: format!("epoch {} stored under key {}", e.roster.epoch(), k.value()),
+                });
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Stores a vote this node signed, durably, before it is sent. Refuses a
+    /// second, different value for a slot already stored.
+    pub fn put_signed_vote(&self, v: &SignedVote) -> Result<(), DbError> {
+        let key = slot_key(&v.vote);
+        let bytes = v.encode();
+        let taken = self.write(|tx| {
+            let mut table = tx.open_table(SIGNED_VOTES)?;
+            if let Some(old) = table.get(key.as_slice())? {
+                return Ok(old.value() != bytes.as_slice());
+            }
+            table.insert(key.as_slice(), bytes.as_slice())?;
+            Ok(false)
+        })?;
+        if taken {
+            return Err(DbError::SlotTaken);
+        }
+        Ok(())
+    }
+
+    /// Every vote this node signed.
+    pub fn signed_votes(&self) -> Result<Vec<SignedVote>, DbError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(SIGNED_VOTES).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            out.push(SignedVote::decode(v.value()).map_err(|e| DbError::Corrupt {
+                path: self.path.clone(),
+                table: "signed_votes",
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::vote::VoteKind;
+    use crate::testkit::{TestNet, value};
+
+    #[test]
+    fn votes_and_epochs_survive_a_reopen_and_slots_are_never_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = TestNet::new(1, &[1, 1]);
+        let round = net.round(VoteKind::RosterChange, 1);
+        let a = net.vote(0, round, value(1));
+        let b = net.vote(0, round, value(2));
+        {
+            let db = Db::open(dir.path()).unwrap();
+            db.put_signed_vote(&a).unwrap();
+            db.put_signed_vote(&a).unwrap();
+            assert!(matches!(db.put_signed_vote(&b), Err(DbError::SlotTaken)));
+            db.put_roster_epoch(&RosterEpoch {
+                roster: net.roster.clone(),
+                certificate: None,
+                attempt: 0,
+            })
+            .unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.signed_votes().unwrap(), vec![a]);
+        assert!(
+            db.roster_epochs().unwrap().is_empty(),
+            "genesis is not listed"
+        );
+    }
+}
