@@ -169,6 +169,16 @@ impl Node {
         if core.roster().epoch() > 0 {
             tracing::info!(epoch = core.roster().epoch(), "roster epochs restored");
         }
+        if !core.config().open && core.roster().member(&core.id()).is_none() {
+            // Allowed so that a cluster added by a roster change can join
+            // with its old genesis file; say clearly why members refuse it
+            // until it has learned that epoch.
+            tracing::warn!(
+                id = %core.id(),
+                epoch = core.roster().epoch(),
+                "this cluster is not a member of the roster it holds; waiting to learn a later roster epoch that lists it from the seeds (members refuse it with \"not a member\" until then)"
+            );
+        }
 
         let started = Instant::now();
         let (status_tx, status_rx) = watch::channel(snapshot::snapshot(
