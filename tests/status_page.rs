@@ -234,7 +234,7 @@ async fn the_page_shows_every_member_and_the_link_graph() {
         "WEIGHT",
         "link graph: 3 edge(s)",
         "n0→n1→n2→n3",
-        "recent events:",
+        "n3 up (incarnation 1)",
         &format!("status page: {url}"),
     ] {
         assert!(table.contains(needle), "`{needle}` missing from:\n{table}");
@@ -276,6 +276,10 @@ async fn the_page_shows_every_member_and_the_link_graph() {
     assert!(dom.contains("n0 → n1 → n2 → n3"), "route to n3:\n{dom}");
     // Members coming up were recorded as recent events.
     assert!(dom.contains("class=\"recent\""), "recent events:\n{dom}");
+    assert!(
+        dom.contains(">n3 up (incarnation 1)<"),
+        "n3 up event:\n{dom}"
+    );
 
     let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&png);
