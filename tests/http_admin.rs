@@ -100,6 +100,8 @@ fn snapshot() -> StatusSnapshot {
             path_names: vec!["alpha".into(), "beta".into(), "gamma".into()],
         }],
         routing: RoutingStats::default(),
+        graph: vec![],
+        recent: vec![],
         roster: Default::default(),
     }
 }

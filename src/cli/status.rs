@@ -36,6 +36,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         print!("{}", render_status_table(&snapshot));
+        println!("\nstatus page: http://{}/", args.admin);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,5 @@
-//! The admin HTTP endpoint: `GET /status` (JSON [`StatusSnapshot`]),
+//! The admin HTTP endpoint: `GET /` (the self-refreshing status page, see
+//! [`page`]), `GET /status` (JSON [`StatusSnapshot`]),
 //! `GET /metrics` (Prometheus text format), `GET /health` (`ok`),
 //! `GET /roster` (JSON [`RosterStatus`]) and `POST /roster/propose` (a JSON
 //! roster change, e.g. `{"op":"set_weight","id":"<hex>","weight":3}`).
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod metrics;
+pub mod page;
 pub mod roster;
 pub mod status;
 
@@ -35,8 +37,8 @@ pub use client::{
 };
 pub use roster::{RosterMember, RosterProposer, RosterStatus, render_progress, render_roster};
 pub use status::{
-    LinkStatus, MemberState, MemberStatus, NodeStatus, RouteStatus, RoutingStats, StatusSnapshot,
-    render_status_table,
+    GraphEdge, LinkStatus, MemberState, MemberStatus, NodeStatus, RecentEvent, RecentKind,
+    RouteStatus, RoutingStats, StatusSnapshot, render_status_table,
 };
 
 /// Builds the [`StatusSnapshot`] served at `GET /status`.
@@ -98,6 +100,7 @@ pub fn router_with_roster(
     proposer: Option<RosterProposer>,
 ) -> Router {
     Router::new()
+        .route("/", get(page::get_page))
         .route("/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/health", get(get_health))

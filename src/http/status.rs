@@ -29,6 +29,76 @@ pub struct StatusSnapshot {
     /// Counters of routed traffic at this node (absent from older nodes).
     #[serde(default)]
     pub routing: RoutingStats,
+    /// Every edge of the link graph this node routes over (absent from
+    /// older nodes).
+    #[serde(default)]
+    pub graph: Vec<GraphEdge>,
+    /// Recent notable events, oldest first, bounded (absent from older
+    /// nodes).
+    #[serde(default)]
+    pub recent: Vec<RecentEvent>,
+}
+
+/// One undirected edge of the link graph, as shown in a [`StatusSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GraphEdge {
+    /// The end with the smaller id.
+    pub a: ClusterId,
+    /// The other end.
+    pub b: ClusterId,
+    /// The edge's routing cost: the link's RTT in microseconds, plus a
+    /// penalty for suspect ends.
+    pub cost_us: u64,
+}
+
+/// What kind of thing a [`RecentEvent`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecentKind {
+    /// A decision reached by quorum (a roster epoch adopted, a proposal
+    /// that failed; later: message decisions).
+    Decision,
+    /// Proof of misbehaviour (equivocation, a forked roster).
+    Evidence,
+    /// A member came up, became suspect, recovered, died or left.
+    Member,
+    /// A peer refused by this node, or a peer's goodbye.
+    Refusal,
+    /// A kind this reader does not know (sent by a newer node).
+    #[serde(other)]
+    Other,
+}
+
+impl RecentKind {
+    /// The lowercase name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecentKind::Decision => "decision",
+            RecentKind::Evidence => "evidence",
+            RecentKind::Member => "member",
+            RecentKind::Refusal => "refusal",
+            RecentKind::Other => "other",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch by the system clock (0 before 1970),
+/// the time base of [`RecentEvent::unix_ms`].
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One notable event, as shown in a [`StatusSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecentEvent {
+    /// When it happened, in milliseconds since the Unix epoch (node clock).
+    pub unix_ms: u64,
+    /// What kind of event it was.
+    pub kind: RecentKind,
+    /// A one-line description (may contain roster names: escape it).
+    pub summary: String,
 }
 
 /// The best route to one cluster, as shown in a [`StatusSnapshot`].
@@ -171,8 +241,9 @@ fn f64_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
 }
 
 /// Renders a snapshot as the plain-text report of `fedmesh status`: a line
-/// about the node, then a table of every member (short id, name, state,
-/// address, incarnation, RTT, weight) and a table of every link.
+/// about the node and the roster epoch, then tables of every member (short
+/// id, name, state, address, incarnation, RTT, weight), every link, every
+/// route, and the newest recent events.
 ///
 /// Text that came from the network is shown with control characters
 /// replaced, so a hostile name cannot drive the terminal.
@@ -282,6 +353,7 @@ pub fn render_status_table(snapshot: &StatusSnapshot) -> String {
         table.render_into(&mut out);
     }
 
+    let _ = writeln!(out, "\nlink graph: {} edge(s)", snapshot.graph.len());
     out.push('\n');
     if snapshot.routes.is_empty() {
         out.push_str("routes: none\n");
@@ -307,7 +379,41 @@ pub fn render_status_table(snapshot: &StatusSnapshot) -> String {
         }
         table.render_into(&mut out);
     }
+    render_recent(snapshot, &mut out);
     out
+}
+
+/// How many recent events `fedmesh status` shows.
+const RECENT_SHOWN: usize = 10;
+
+/// The newest events, newest first, with their age by this machine's
+/// clock (the node's usually; a skewed clock shows `0s`).
+fn render_recent(snapshot: &StatusSnapshot, out: &mut String) {
+    out.push('\n');
+    if snapshot.recent.is_empty() {
+        out.push_str("recent events: none\n");
+        return;
+    }
+    let now = unix_ms_now();
+    let _ = writeln!(
+        out,
+        "recent events: {} (newest {} shown)",
+        snapshot.recent.len(),
+        snapshot.recent.len().min(RECENT_SHOWN)
+    );
+    let mut table = Table::new(&[
+        ("AGO", Align::Right),
+        ("KIND", Align::Left),
+        ("EVENT", Align::Left),
+    ]);
+    for e in snapshot.recent.iter().rev().take(RECENT_SHOWN) {
+        table.row(vec![
+            format_uptime(now.saturating_sub(e.unix_ms) / 1000),
+            e.kind.as_str().to_owned(),
+            clean(&e.summary),
+        ]);
+    }
+    table.render_into(out);
 }
 
 /// `alpha→beta→gamma` with roster names, short ids where a name is missing.

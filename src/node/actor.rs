@@ -73,6 +73,8 @@ pub struct Actor {
     pub(crate) routes_seen: u64,
     /// The latest progress of this node's own roster proposal.
     pub(crate) roster_progress: Option<Progress>,
+    /// Notable events for the status page.
+    pub(crate) recent: crate::node::recent::RecentLog,
 }
 
 /// An error with its causes, for log lines that must say why.
@@ -166,6 +168,7 @@ impl Actor {
             self.started.elapsed().as_secs(),
         );
         snap.roster.own_proposal = self.roster_progress.clone();
+        snap.recent = self.recent.to_vec();
         record_gauges(&snap);
         self.status.send_replace(snap);
     }
@@ -310,6 +313,8 @@ impl Actor {
                         self.roster_progress = Some(p.clone());
                     }
                     tracing::info!(event = ?ev, "membership");
+                    let now = crate::node::recent::unix_ms_now();
+                    self.recent.record(now, &ev, self.core.roster());
                     membership_changed = true;
                     let _ = self.events.send(ev);
                 }

@@ -14,6 +14,7 @@
 
 mod actor;
 mod links;
+pub mod recent;
 mod roster;
 mod snapshot;
 
@@ -253,6 +254,7 @@ impl Node {
             closing: Vec::new(),
             routes_seen: 0,
             roster_progress: None,
+            recent: Default::default(),
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use crate::http::{
-    LinkStatus, MemberState, MemberStatus, NodeStatus, RosterMember, RosterStatus, RouteStatus,
-    RoutingStats, StatusSnapshot,
+    GraphEdge, LinkStatus, MemberState, MemberStatus, NodeStatus, RosterMember, RosterStatus,
+    RouteStatus, RoutingStats, StatusSnapshot,
 };
 use crate::proto::core::Core;
 use crate::proto::membership::failure::MemberState as CoreState;
@@ -81,6 +81,13 @@ pub fn snapshot(core: &Core, now: Millis, listen: SocketAddr, uptime_s: u64) -> 
         },
         routes: routes(core),
         routing: routing_stats(core),
+        graph: core
+            .graph_edges()
+            .into_iter()
+            .map(|(a, b, cost_us)| GraphEdge { a, b, cost_us })
+            .collect(),
+        // Kept by the node, not the core: filled in by the caller.
+        recent: Vec::new(),
     }
 }
 

@@ -94,6 +94,12 @@ impl Core {
             .collect()
     }
 
+    /// Every edge of the link graph routes are computed over, as `(a, b,
+    /// cost in microseconds)` with `a < b`, in id order.
+    pub fn graph_edges(&self) -> Vec<(ClusterId, ClusterId, u64)> {
+        self.routing.graph().edges().collect()
+    }
+
     /// The current route table (read-only).
     pub fn route_table(&self) -> &RouteTable {
         self.routing.routes()

@@ -137,6 +137,16 @@ impl LinkGraph {
         self.adjacency.values().map(BTreeMap::len).sum::<usize>() / 2
     }
 
+    /// Every undirected edge once, as `(a, b, cost)` with `a < b`, in id
+    /// order.
+    pub fn edges(&self) -> impl Iterator<Item = (ClusterId, ClusterId, u64)> + '_ {
+        self.adjacency.iter().flat_map(|(a, n)| {
+            n.iter()
+                .filter(move |(b, _)| *b > a)
+                .map(move |(b, c)| (*a, *b, *c))
+        })
+    }
+
     /// Every node with at least one edge, in id order.
     pub fn nodes(&self) -> impl Iterator<Item = &ClusterId> {
         self.adjacency.keys()
@@ -193,6 +203,9 @@ mod tests {
         // Own edge: our measurement, maxed with the peer's report.
         assert_eq!(g.cost(&me, &b), Some(90));
         assert_eq!(g.edge_count(), 2);
+        let mut expected = vec![(b.min(c), b.max(c), 500), (me.min(b), me.max(b), 90)];
+        expected.sort();
+        assert_eq!(g.edges().collect::<Vec<_>>(), expected);
     }
 
     #[test]
