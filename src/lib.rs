@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod net;
 pub mod node;

@@ -2,6 +2,7 @@
 //! subcommand. Each subcommand returns the process exit code, or an error that
 //! `main` prints with its cause chain and turns into exit code 2.
 
+pub mod demo;
 pub mod keygen;
 pub mod roster;
 pub mod roster_admin;
@@ -41,6 +42,9 @@ pub enum Command {
     Join(run_args::JoinArgs),
     /// Show a running node's members and links through its admin endpoint.
     Status(status::StatusArgs),
+    /// Walk through a multi-cluster federation on 127.0.0.1 (joins, routing,
+    /// partition, roster change, Byzantine evidence, verify).
+    Demo(demo::DemoArgs),
 }
 
 impl Command {
@@ -77,5 +81,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run_node(args.resolve()?),
         Command::Join(args) => run::run_node(args.resolve()?),
         Command::Status(args) => status::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }
