@@ -2,9 +2,9 @@
 
 pub mod atomic;
 pub mod bounded;
+pub mod db;
 pub mod dedup;
 pub mod delivery_error;
-pub mod db;
 pub mod genesis;
 pub mod keys;
 pub mod outbox;

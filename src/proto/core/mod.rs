@@ -360,7 +360,7 @@ mod heartbeats;
 mod lifecycle;
 mod own_record;
 mod queries;
-mod routing;
 mod roster;
+mod routing;
 #[cfg(test)]
 mod tests;
