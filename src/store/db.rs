@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, TableDefinition};
 
 use super::delivery_error::DeliveryStoreError;
 use super::signed_votes::{PutOutcome, SignedVoteStore};
@@ -172,7 +172,7 @@ impl Db {
     pub fn put_signed_vote(&self, v: &SignedVote) -> Result<(), DbError> {
         match self
             .votes()
-            .put(&v.clone().into())
+            .put(&(*v).into())
             .map_err(|e| self.table_err(e))?
         {
             PutOutcome::Stored => Ok(()),
