@@ -37,6 +37,7 @@ use crate::proto::membership::peers::{Peers, Refusal};
 use crate::proto::membership::record::RecordError;
 use crate::proto::membership::sigcache::SigCache;
 use crate::proto::membership::table::MemberTable;
+use crate::proto::queue::QueueRegistry;
 use crate::proto::roster::Roster;
 use crate::proto::roster_epoch::RosterEpoch;
 use crate::proto::roster_sync::{RosterChange, RosterSync};
@@ -75,6 +76,12 @@ pub enum Command {
     /// Propose a change of the roster on top of the current epoch; progress
     /// is reported with [`Event::RosterProgress`].
     ProposeRoster(RosterChange),
+    /// Host the queue `0` here (published in this node's record).
+    CreateQueue(String),
+    /// Subscribe this node to the pattern `0` (published in its record).
+    Subscribe(String),
+    /// Drop the subscription pattern `0`.
+    Unsubscribe(String),
 }
 
 /// State the caller must store durably.
@@ -234,6 +241,7 @@ pub struct Core {
     probes: Probes,
     roster_sync: RosterSync,
     roster_ticks: u64,
+    queues: QueueRegistry,
 }
 
 impl Core {
@@ -294,6 +302,7 @@ impl Core {
             probes: Probes::default(),
             roster_sync,
             roster_ticks: 0,
+            queues: QueueRegistry::new(),
         })
     }
 
@@ -321,6 +330,7 @@ impl Core {
             Input::Timer(TimerId::Tick) => {
                 self.tick(now, out);
                 self.routing_tick(now, out);
+                self.sync_queues();
             }
             Input::Frame { from, frame } => self.on_frame(now, from, frame, out),
             Input::PeerUp {
@@ -349,6 +359,9 @@ impl Core {
                 self.send_probe(now, dst, id, body, out)
             }
             Input::Command(Command::ProposeRoster(change)) => self.propose_roster(now, change, out),
+            Input::Command(Command::CreateQueue(name)) => self.create_queue(name, out),
+            Input::Command(Command::Subscribe(pattern)) => self.subscribe(pattern, out),
+            Input::Command(Command::Unsubscribe(pattern)) => self.unsubscribe(&pattern, out),
         }
         self.after_input(now);
     }
@@ -360,6 +373,7 @@ mod heartbeats;
 mod lifecycle;
 mod own_record;
 mod queries;
+mod queues;
 mod roster;
 mod routing;
 #[cfg(test)]

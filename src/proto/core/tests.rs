@@ -16,7 +16,7 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i as u8 + 1], 7000))
 }
 
-fn core(net: &TestNet, i: usize, seeds: Vec<SocketAddr>) -> Core {
+pub(super) fn core(net: &TestNet, i: usize, seeds: Vec<SocketAddr>) -> Core {
     let identity = Arc::new(Identity::from_seed(net.seed_of(i)));
     Core::new(
         identity,
@@ -398,6 +398,7 @@ fn forged_records_are_dropped_and_counted() {
         addrs: vec![addr(2)],
         links: vec![],
         queues: vec![],
+        subscriptions: Vec::new(),
     };
     // Signed by b, claiming to be the victim.
     let mallory = Identity::from_seed(net.seed_of(1));
@@ -432,6 +433,7 @@ fn forged_records_are_dropped_and_counted() {
             addrs: vec![],
             links: vec![],
             queues: vec![],
+            subscriptions: Vec::new(),
         },
         &stranger,
         &net.roster.network_id(),
@@ -463,6 +465,7 @@ fn a_record_from_an_earlier_life_raises_the_incarnation() {
             addrs: vec![addr(0)],
             links: vec![],
             queues: vec![],
+            subscriptions: Vec::new(),
         },
         &me,
         &net.roster.network_id(),
