@@ -47,6 +47,7 @@ use crate::proto::topology::probes::Probes;
 use crate::proto::vote::SignedVote;
 use crate::proto::wire::Frame;
 
+pub use delivery::DataCounters;
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
 /// The core's timers.
@@ -82,6 +83,16 @@ pub enum Command {
     Subscribe(String),
     /// Drop the subscription pattern `0`.
     Unsubscribe(String),
+    /// Publish a message to every cluster subscribed to `topic`; answered
+    /// with [`Delivery::Published`] or [`Delivery::PublishRefused`].
+    Publish {
+        /// The topic (a queue name).
+        topic: String,
+        /// How it is delivered.
+        guarantee: crate::proto::delivery::Guarantee,
+        /// The application's bytes.
+        payload: Vec<u8>,
+    },
 }
 
 /// State the caller must store durably.
@@ -242,6 +253,7 @@ pub struct Core {
     roster_sync: RosterSync,
     roster_ticks: u64,
     queues: QueueRegistry,
+    data: delivery::DataPath,
 }
 
 impl Core {
@@ -303,6 +315,7 @@ impl Core {
             roster_sync,
             roster_ticks: 0,
             queues: QueueRegistry::new(),
+            data: delivery::DataPath::default(),
         })
     }
 
@@ -331,6 +344,7 @@ impl Core {
                 self.tick(now, out);
                 self.routing_tick(now, out);
                 self.sync_queues();
+                self.data_tick(now, out);
             }
             Input::Frame { from, frame } => self.on_frame(now, from, frame, out),
             Input::PeerUp {
@@ -362,12 +376,18 @@ impl Core {
             Input::Command(Command::CreateQueue(name)) => self.create_queue(name, out),
             Input::Command(Command::Subscribe(pattern)) => self.subscribe(pattern, out),
             Input::Command(Command::Unsubscribe(pattern)) => self.unsubscribe(&pattern, out),
+            Input::Command(Command::Publish {
+                topic,
+                guarantee,
+                payload,
+            }) => self.publish(now, topic, guarantee, payload, out),
         }
         self.after_input(now);
     }
 }
 
 mod connections;
+mod delivery;
 mod frames;
 mod heartbeats;
 mod lifecycle;
