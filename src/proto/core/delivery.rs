@@ -248,6 +248,7 @@ impl Core {
 mod tests {
     use super::*;
     use crate::testkit::TestNet;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
 
     fn deliveries(out: &[Output]) -> Vec<&Delivery> {
         out.iter()
@@ -306,5 +307,147 @@ mod tests {
             deliveries(&out)[0],
             Delivery::PublishRefused { .. }
         ));
+    }
+
+    /// Runs `outs` to quiescence, dropping each data or ack frame with
+    /// probability `loss` (other frames are never dropped); returns the
+    /// deliveries by core.
+    fn lossy_pump(
+        cores: &mut [Core],
+        now: Millis,
+        from: usize,
+        outs: Vec<Output>,
+        loss: f64,
+        rng: &mut StdRng,
+        dropped: &mut u32,
+    ) -> Vec<(usize, Delivery)> {
+        use crate::proto::wire::Frame;
+        let mut got = Vec::new();
+        let mut queue: std::collections::VecDeque<(usize, Output)> =
+            outs.into_iter().map(|o| (from, o)).collect();
+        while let Some((src, o)) = queue.pop_front() {
+            match o {
+                Output::Send { to, frame } => {
+                    if let Frame::Routed(r) = &frame
+                        && matches!(
+                            r.payload,
+                            RoutedPayload::Data { .. } | RoutedPayload::DataAck { .. }
+                        )
+                        && rng.gen_bool(loss)
+                    {
+                        *dropped += 1;
+                        continue;
+                    }
+                    let Some(dst) = cores.iter().position(|c| c.id() == to) else {
+                        continue;
+                    };
+                    let from_id = cores[src].id();
+                    let outs = cores[dst].handle(
+                        now,
+                        Input::Frame {
+                            from: from_id,
+                            frame,
+                        },
+                    );
+                    queue.extend(outs.into_iter().map(|o| (dst, o)));
+                }
+                Output::Deliver(d) => got.push((src, d)),
+                _ => {}
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn at_least_once_and_broadcast_across_clusters_despite_lost_frames() {
+        use crate::proto::core::tests::connect;
+        let net = TestNet::new(2, &[1, 1, 1]);
+        let mut cores: Vec<Core> = (0..3)
+            .map(|i| crate::proto::core::tests::core(&net, i, vec![]))
+            .collect();
+        connect(&mut cores, Millis(0), 0, 1);
+        connect(&mut cores, Millis(0), 1, 2);
+        let seed = 7;
+        println!("seed {seed}");
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut dropped = 0;
+        let mut now = Millis(0);
+        for i in [1, 2] {
+            let outs = cores[i].handle(now, Input::Command(Command::Subscribe("t.#".into())));
+            lossy_pump(&mut cores, now, i, outs, 0.0, &mut rng, &mut dropped);
+        }
+        // Let records spread and routes form.
+        for _ in 0..20 {
+            now = now + std::time::Duration::from_millis(200);
+            for i in 0..3 {
+                let outs = cores[i].handle(now, Input::Timer(TimerId::Tick));
+                lossy_pump(&mut cores, now, i, outs, 0.0, &mut rng, &mut dropped);
+            }
+        }
+        let (id1, id2) = (cores[1].id(), cores[2].id());
+        let mut counts: BTreeMap<(usize, u64), u32> = BTreeMap::new();
+        let mut keys = Vec::new();
+        for n in 0..200u64 {
+            let g = if n % 2 == 0 {
+                Guarantee::AtLeastOnce
+            } else {
+                Guarantee::Broadcast
+            };
+            let outs = cores[0].handle(
+                now,
+                Input::Command(Command::Publish {
+                    topic: "t.x".into(),
+                    guarantee: g,
+                    payload: n.to_be_bytes().to_vec(),
+                }),
+            );
+            for (at, d) in lossy_pump(&mut cores, now, 0, outs, 0.3, &mut rng, &mut dropped) {
+                match d {
+                    Delivery::Message(e) => *counts.entry((at, e.key.id)).or_default() += 1,
+                    Delivery::Published { key, mut dests } => {
+                        dests.sort();
+                        let mut want = vec![id1, id2];
+                        want.sort();
+                        assert_eq!(dests, want);
+                        keys.push(key);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert!(dropped > 0);
+        assert!(cores[0].outbox_depth() > 0, "some acks were lost");
+        let lost = keys
+            .iter()
+            .find(|k| cores[0].message_status(k).is_some())
+            .copied();
+        let status = cores[0].message_status(&lost.unwrap()).unwrap();
+        assert_eq!(status.len(), 2, "per-destination status: {status:?}");
+        // Backoff grows to 10 s: give retries a few virtual minutes.
+        for _ in 0..3000 {
+            if cores[0].outbox_depth() == 0 {
+                break;
+            }
+            now = now + std::time::Duration::from_millis(200);
+            for i in 0..3 {
+                let outs = cores[i].handle(now, Input::Timer(TimerId::Tick));
+                for (at, d) in lossy_pump(&mut cores, now, i, outs, 0.3, &mut rng, &mut dropped) {
+                    if let Delivery::Message(e) = d {
+                        *counts.entry((at, e.key.id)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cores[0].outbox_depth(), 0, "every destination acknowledged");
+        for at in [1, 2] {
+            for k in &keys {
+                assert_eq!(
+                    counts.get(&(at, k.id)),
+                    Some(&1),
+                    "core {at} message {}",
+                    k.id
+                );
+            }
+        }
     }
 }

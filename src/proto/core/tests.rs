@@ -31,7 +31,12 @@ pub(super) fn core(net: &TestNet, i: usize, seeds: Vec<SocketAddr>) -> Core {
 }
 
 /// Routes `Send`s between cores until quiet; returns everything else.
-fn pump(cores: &mut [Core], now: Millis, from: usize, outs: Vec<Output>) -> Vec<(usize, Output)> {
+pub(super) fn pump(
+    cores: &mut [Core],
+    now: Millis,
+    from: usize,
+    outs: Vec<Output>,
+) -> Vec<(usize, Output)> {
     let mut rest = Vec::new();
     let mut queue: VecDeque<(usize, Output)> = outs.into_iter().map(|o| (from, o)).collect();
     while let Some((src, o)) = queue.pop_front() {
@@ -56,7 +61,7 @@ fn pump(cores: &mut [Core], now: Millis, from: usize, outs: Vec<Output>) -> Vec<
     rest
 }
 
-fn connect(cores: &mut [Core], now: Millis, a: usize, b: usize) -> Vec<(usize, Output)> {
+pub(super) fn connect(cores: &mut [Core], now: Millis, a: usize, b: usize) -> Vec<(usize, Output)> {
     let (ida, idb) = (cores[a].id(), cores[b].id());
     let up = |peer, addr, inbound| Input::PeerUp {
         peer,
