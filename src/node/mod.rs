@@ -32,6 +32,7 @@ use crate::config::{ConfigError, NodeConfig};
 use crate::http::{LinkStatus, MemberStatus, RouteStatus, StatusSnapshot};
 use crate::net::{FaultControl, NetError, Transport, TransportOptions};
 use crate::proto::core::{Command, Core, CoreError, Delivery};
+use crate::proto::delivery::Guarantee;
 use crate::proto::identity::ClusterId;
 use crate::proto::membership::config::MembershipConfig as CoreMembershipConfig;
 use crate::proto::membership::event::Event;
@@ -345,6 +346,41 @@ impl NodeHandle {
             .send(Request::Command(Command::SendProbe { dst, id, body }))
             .await
             .is_ok()
+    }
+
+    /// Hosts the queue `name` here (advertised in this node's record). False
+    /// if the node stopped; an invalid name is logged and ignored.
+    pub async fn create_queue(&self, name: &str) -> bool {
+        self.command(Command::CreateQueue(name.to_owned())).await
+    }
+
+    /// Subscribes this node to `pattern` (`*` one segment, `#` any number);
+    /// matching messages arrive on [`Self::deliveries`] as
+    /// [`Delivery::Message`]. False if the node stopped.
+    pub async fn subscribe(&self, pattern: &str) -> bool {
+        self.command(Command::Subscribe(pattern.to_owned())).await
+    }
+
+    /// Drops the subscription `pattern`. False if the node stopped.
+    pub async fn unsubscribe(&self, pattern: &str) -> bool {
+        self.command(Command::Unsubscribe(pattern.to_owned())).await
+    }
+
+    /// Publishes `payload` to every cluster subscribed to `topic`. The key
+    /// (or the refusal) arrives on [`Self::deliveries`] as
+    /// [`Delivery::Published`] / [`Delivery::PublishRefused`], in publish
+    /// order. False if the node stopped.
+    pub async fn publish(&self, topic: &str, guarantee: Guarantee, payload: Vec<u8>) -> bool {
+        self.command(Command::Publish {
+            topic: topic.to_owned(),
+            guarantee,
+            payload,
+        })
+        .await
+    }
+
+    async fn command(&self, c: Command) -> bool {
+        self.requests.send(Request::Command(c)).await.is_ok()
     }
 
     /// The fault injector under this node's socket, if it was started with one.

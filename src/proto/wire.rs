@@ -496,6 +496,7 @@ mod tests {
             addrs: vec!["10.0.0.1:7000".parse().unwrap()],
             links: vec![],
             queues: vec![],
+            subscriptions: Vec::new(),
         };
         SignedRecord::sign(record, &me, &NetworkId([1; 32])).unwrap()
     }

@@ -5,20 +5,20 @@
 //!
 //! Tables:
 //! - `roster_epochs`: epoch number (`u64`) → canonical roster epoch bytes;
-//! - `signed_votes`: slot (`network_id | epoch:u64 | kind:u8 | subject |
-//!   voter`, 105 bytes) → the canonical signed vote (201 bytes). A slot is
-//!   never overwritten with another value: that would be equivocation.
+//! - `signed_votes`: owned by [`SignedVoteStore`], shared by roster votes and
+//!   delivery votes, so both follow one rule: persisted before sending, never
+//!   two values for one slot.
 
 use std::path::{Path, PathBuf};
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, TableDefinition};
 
-use crate::proto::codec::Writer;
+use super::delivery_error::DeliveryStoreError;
+use super::signed_votes::{PutOutcome, SignedVoteStore};
 use crate::proto::roster_epoch::RosterEpoch;
-use crate::proto::vote::{SignedVote, Vote};
+use crate::proto::vote::{SignedVote, VoteKind};
 
 const ROSTER_EPOCHS: TableDefinition<u64, &[u8]> = TableDefinition::new("roster_epochs");
-const SIGNED_VOTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("signed_votes");
 
 /// The database file name in the data directory.
 pub const DB_FILE: &str = "fedmesh.redb";
@@ -52,6 +52,14 @@ pub enum DbError {
         /// The error.
         source: std::io::Error,
     },
+    /// A delivery table (shared signed votes) failed.
+    #[error("database {path}: {source}")]
+    Table {
+        /// The database file.
+        path: PathBuf,
+        /// The error.
+        source: DeliveryStoreError,
+    },
     /// A different vote is already stored for the slot.
     #[error("refusing to store a second value for a vote slot already signed")]
     SlotTaken,
@@ -62,16 +70,6 @@ pub enum DbError {
 pub struct Db {
     db: redb::Database,
     path: PathBuf,
-}
-
-fn slot_key(v: &Vote) -> Vec<u8> {
-    let mut w = Writer::with_capacity(105);
-    w.raw(&v.round.network_id.0)
-        .u64(v.round.epoch)
-        .u8(v.round.kind as u8)
-        .raw(&v.round.subject.0)
-        .raw(&v.voter.0);
-    w.finish()
 }
 
 impl Db {
@@ -90,9 +88,9 @@ impl Db {
         // Create the tables so that readers never see them missing.
         me.write(|tx| {
             tx.open_table(ROSTER_EPOCHS)?;
-            tx.open_table(SIGNED_VOTES)?;
             Ok(())
         })?;
+        me.votes().create_table().map_err(|e| me.table_err(e))?;
         Ok(me)
     }
 
@@ -104,6 +102,18 @@ impl Db {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The signed-vote record (roster and delivery votes alike).
+    pub fn votes(&self) -> SignedVoteStore<'_> {
+        SignedVoteStore::new(&self.db)
+    }
+
+    fn table_err(&self, source: DeliveryStoreError) -> DbError {
+        DbError::Table {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> DbError {
@@ -160,43 +170,33 @@ impl Db {
     /// Stores a vote this node signed, durably, before it is sent. Refuses a
     /// second, different value for a slot already stored.
     pub fn put_signed_vote(&self, v: &SignedVote) -> Result<(), DbError> {
-        let key = slot_key(&v.vote);
-        let bytes = v.encode();
-        let taken = self.write(|tx| {
-            let mut table = tx.open_table(SIGNED_VOTES)?;
-            if let Some(old) = table.get(key.as_slice())? {
-                return Ok(old.value() != bytes.as_slice());
-            }
-            table.insert(key.as_slice(), bytes.as_slice())?;
-            Ok(false)
-        })?;
-        if taken {
-            return Err(DbError::SlotTaken);
+        match self
+            .votes()
+            .put(&(*v).into())
+            .map_err(|e| self.table_err(e))?
+        {
+            PutOutcome::Stored => Ok(()),
+            PutOutcome::SlotTaken => Err(DbError::SlotTaken),
         }
-        Ok(())
     }
 
-    /// Every vote this node signed.
+    /// Every roster-change vote this node signed (delivery votes are read
+    /// through [`Db::votes`]).
     pub fn signed_votes(&self) -> Result<Vec<SignedVote>, DbError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = tx.open_table(SIGNED_VOTES).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| self.err(e))? {
-            let (_, v) = item.map_err(|e| self.err(e))?;
-            out.push(SignedVote::decode(v.value()).map_err(|e| DbError::Corrupt {
-                path: self.path.clone(),
-                table: "signed_votes",
-                reason: e.to_string(),
-            })?);
-        }
-        Ok(out)
+        Ok(self
+            .votes()
+            .all()
+            .map_err(|e| self.table_err(e))?
+            .iter()
+            .filter(|v| v.vote.round.kind == VoteKind::RosterChange)
+            .filter_map(|v| v.as_single())
+            .collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::vote::VoteKind;
     use crate::testkit::{TestNet, value};
 
     #[test]

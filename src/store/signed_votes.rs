@@ -37,10 +37,69 @@ pub struct SignedVoteStore<'a> {
     db: &'a Database,
 }
 
+/// The outcome of [`SignedVoteStore::put`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The vote is now stored (or the identical vote already was).
+    Stored,
+    /// Another value is already stored for the slot; nothing was written.
+    SlotTaken,
+}
+
 impl<'a> SignedVoteStore<'a> {
     /// The record in `db` (the table is created on first write).
     pub fn new(db: &'a Database) -> Self {
         SignedVoteStore { db }
+    }
+
+    /// Creates the table so that readers never see it missing.
+    pub fn create_table(&self) -> Result<(), DeliveryStoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(TABLE)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Stores one vote durably unless the slot already holds a different
+    /// vote (check and insert in one transaction).
+    pub fn put(&self, vote: &AttestedVote) -> Result<PutOutcome, DeliveryStoreError> {
+        let key = slot_key(&vote.vote.slot());
+        let bytes = vote.encode();
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(TABLE)?;
+            if let Some(old) = t.get(key.as_slice())? {
+                return Ok(if old.value() == bytes.as_slice() {
+                    PutOutcome::Stored
+                } else {
+                    PutOutcome::SlotTaken
+                });
+            }
+            t.insert(key.as_slice(), bytes.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(PutOutcome::Stored)
+    }
+
+    /// Every stored vote, in slot order.
+    pub fn all(&self) -> Result<Vec<AttestedVote>, DeliveryStoreError> {
+        let txn = self.db.begin_read()?;
+        let t = match txn.open_table(TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            out.push(
+                AttestedVote::decode(v.value()).map_err(|e| DeliveryStoreError::Corrupt {
+                    table: "signed_votes",
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
     }
 }
 

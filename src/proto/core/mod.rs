@@ -37,6 +37,7 @@ use crate::proto::membership::peers::{Peers, Refusal};
 use crate::proto::membership::record::RecordError;
 use crate::proto::membership::sigcache::SigCache;
 use crate::proto::membership::table::MemberTable;
+use crate::proto::queue::QueueRegistry;
 use crate::proto::roster::Roster;
 use crate::proto::roster_epoch::RosterEpoch;
 use crate::proto::roster_sync::{RosterChange, RosterSync};
@@ -46,6 +47,7 @@ use crate::proto::topology::probes::Probes;
 use crate::proto::vote::SignedVote;
 use crate::proto::wire::Frame;
 
+pub use delivery::DataCounters;
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
 /// The core's timers.
@@ -75,6 +77,22 @@ pub enum Command {
     /// Propose a change of the roster on top of the current epoch; progress
     /// is reported with [`Event::RosterProgress`].
     ProposeRoster(RosterChange),
+    /// Host the queue `0` here (published in this node's record).
+    CreateQueue(String),
+    /// Subscribe this node to the pattern `0` (published in its record).
+    Subscribe(String),
+    /// Drop the subscription pattern `0`.
+    Unsubscribe(String),
+    /// Publish a message to every cluster subscribed to `topic`; answered
+    /// with [`Delivery::Published`] or [`Delivery::PublishRefused`].
+    Publish {
+        /// The topic (a queue name).
+        topic: String,
+        /// How it is delivered.
+        guarantee: crate::proto::delivery::Guarantee,
+        /// The application's bytes.
+        payload: Vec<u8>,
+    },
 }
 
 /// State the caller must store durably.
@@ -234,6 +252,8 @@ pub struct Core {
     probes: Probes,
     roster_sync: RosterSync,
     roster_ticks: u64,
+    queues: QueueRegistry,
+    data: delivery::DataPath,
 }
 
 impl Core {
@@ -294,6 +314,8 @@ impl Core {
             probes: Probes::default(),
             roster_sync,
             roster_ticks: 0,
+            queues: QueueRegistry::new(),
+            data: delivery::DataPath::default(),
         })
     }
 
@@ -321,6 +343,8 @@ impl Core {
             Input::Timer(TimerId::Tick) => {
                 self.tick(now, out);
                 self.routing_tick(now, out);
+                self.sync_queues();
+                self.data_tick(now, out);
             }
             Input::Frame { from, frame } => self.on_frame(now, from, frame, out),
             Input::PeerUp {
@@ -349,17 +373,27 @@ impl Core {
                 self.send_probe(now, dst, id, body, out)
             }
             Input::Command(Command::ProposeRoster(change)) => self.propose_roster(now, change, out),
+            Input::Command(Command::CreateQueue(name)) => self.create_queue(name, out),
+            Input::Command(Command::Subscribe(pattern)) => self.subscribe(pattern, out),
+            Input::Command(Command::Unsubscribe(pattern)) => self.unsubscribe(&pattern, out),
+            Input::Command(Command::Publish {
+                topic,
+                guarantee,
+                payload,
+            }) => self.publish(now, topic, guarantee, payload, out),
         }
         self.after_input(now);
     }
 }
 
 mod connections;
+mod delivery;
 mod frames;
 mod heartbeats;
 mod lifecycle;
 mod own_record;
 mod queries;
+mod queues;
 mod roster;
 mod routing;
 #[cfg(test)]

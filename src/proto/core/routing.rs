@@ -57,6 +57,24 @@ pub enum Delivery {
         /// How many times it was sent.
         attempts: u32,
     },
+    /// A published message for this node's subscribers (each message once
+    /// for acknowledged guarantees).
+    Message(crate::proto::delivery::Envelope),
+    /// [`Command::Publish`] was accepted: the message's key and the
+    /// clusters it is sent to (those whose subscriptions match its topic).
+    Published {
+        /// The message's key.
+        key: crate::proto::delivery::MessageKey,
+        /// Its destinations.
+        dests: Vec<ClusterId>,
+    },
+    /// [`Command::Publish`] was refused.
+    PublishRefused {
+        /// The topic asked for.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
     /// [`Command::SendProbe`] was refused (duplicate id, too many pending).
     ProbeRefused {
         /// The probe's id.
@@ -206,7 +224,12 @@ impl Core {
     }
 
     /// Sends a new routed message from this node.
-    fn originate(&mut self, dst: ClusterId, payload: RoutedPayload, out: &mut Vec<Output>) {
+    pub(super) fn originate(
+        &mut self,
+        dst: ClusterId,
+        payload: RoutedPayload,
+        out: &mut Vec<Output>,
+    ) {
         let me = self.own.id();
         let msg = Routed::new(me, dst, payload);
         bump(&mut self.routing.counters.originated);
@@ -263,6 +286,8 @@ impl Core {
                 }));
                 self.originate(origin, RoutedPayload::ProbeAck { id, path }, out);
             }
+            RoutedPayload::Data { seq, envelope } => self.on_data(origin, seq, envelope, out),
+            RoutedPayload::DataAck { id } => self.on_data_ack(origin, id),
             RoutedPayload::ProbeAck { id, path } => {
                 // Only the probe's destination may acknowledge it.
                 let ours = self.probes.dst_of(id) == Some(origin);

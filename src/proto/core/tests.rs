@@ -16,7 +16,7 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i as u8 + 1], 7000))
 }
 
-fn core(net: &TestNet, i: usize, seeds: Vec<SocketAddr>) -> Core {
+pub(super) fn core(net: &TestNet, i: usize, seeds: Vec<SocketAddr>) -> Core {
     let identity = Arc::new(Identity::from_seed(net.seed_of(i)));
     Core::new(
         identity,
@@ -31,7 +31,12 @@ fn core(net: &TestNet, i: usize, seeds: Vec<SocketAddr>) -> Core {
 }
 
 /// Routes `Send`s between cores until quiet; returns everything else.
-fn pump(cores: &mut [Core], now: Millis, from: usize, outs: Vec<Output>) -> Vec<(usize, Output)> {
+pub(super) fn pump(
+    cores: &mut [Core],
+    now: Millis,
+    from: usize,
+    outs: Vec<Output>,
+) -> Vec<(usize, Output)> {
     let mut rest = Vec::new();
     let mut queue: VecDeque<(usize, Output)> = outs.into_iter().map(|o| (from, o)).collect();
     while let Some((src, o)) = queue.pop_front() {
@@ -56,7 +61,7 @@ fn pump(cores: &mut [Core], now: Millis, from: usize, outs: Vec<Output>) -> Vec<
     rest
 }
 
-fn connect(cores: &mut [Core], now: Millis, a: usize, b: usize) -> Vec<(usize, Output)> {
+pub(super) fn connect(cores: &mut [Core], now: Millis, a: usize, b: usize) -> Vec<(usize, Output)> {
     let (ida, idb) = (cores[a].id(), cores[b].id());
     let up = |peer, addr, inbound| Input::PeerUp {
         peer,
@@ -398,6 +403,7 @@ fn forged_records_are_dropped_and_counted() {
         addrs: vec![addr(2)],
         links: vec![],
         queues: vec![],
+        subscriptions: Vec::new(),
     };
     // Signed by b, claiming to be the victim.
     let mallory = Identity::from_seed(net.seed_of(1));
@@ -432,6 +438,7 @@ fn forged_records_are_dropped_and_counted() {
             addrs: vec![],
             links: vec![],
             queues: vec![],
+            subscriptions: Vec::new(),
         },
         &stranger,
         &net.roster.network_id(),
@@ -463,6 +470,7 @@ fn a_record_from_an_earlier_life_raises_the_incarnation() {
             addrs: vec![addr(0)],
             links: vec![],
             queues: vec![],
+            subscriptions: Vec::new(),
         },
         &me,
         &net.roster.network_id(),

@@ -273,6 +273,7 @@ mod tests {
             addrs: vec![],
             links: vec![],
             queues: vec![],
+            subscriptions: Vec::new(),
         };
         SignedRecord::sign(record, who, &net()).unwrap()
     }

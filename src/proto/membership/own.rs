@@ -53,6 +53,7 @@ impl OwnRecord {
                 .collect(),
             links: Vec::new(),
             queues: Vec::new(),
+            subscriptions: Vec::new(),
         };
         let mut own = OwnRecord {
             identity,
@@ -85,6 +86,38 @@ impl OwnRecord {
     /// Publishes `epoch` as the roster epoch held, from the next signing on.
     pub fn set_roster_epoch(&mut self, epoch: u64) {
         self.record.roster_epoch = epoch;
+    }
+
+    /// The hosted queues and subscription patterns published now.
+    pub fn adverts(&self) -> (&[String], &[String]) {
+        (&self.record.queues, &self.record.subscriptions)
+    }
+
+    /// Replaces the hosted queues and subscription patterns (sorted and
+    /// deduplicated here). Returns the re-signed record if the content
+    /// changed, `None` if it did not; a list over its bound or with an invalid
+    /// entry is refused and the published lists are kept.
+    pub fn set_adverts(
+        &mut self,
+        mut queues: Vec<String>,
+        mut subscriptions: Vec<String>,
+    ) -> Option<Result<SignedRecord, RecordError>> {
+        queues.sort();
+        queues.dedup();
+        subscriptions.sort();
+        subscriptions.dedup();
+        if queues == self.record.queues && subscriptions == self.record.subscriptions {
+            return None;
+        }
+        let mut next = self.record.clone();
+        next.queues = queues;
+        next.subscriptions = subscriptions;
+        next.revision = next.revision.saturating_add(1);
+        if let Err(e) = next.validate() {
+            return Some(Err(e));
+        }
+        self.record = next;
+        Some(self.sign())
     }
 
     /// True once [`Self::leave`] was called.

@@ -631,6 +631,7 @@ mod tests {
                 addrs: vec![SocketAddr::from(([10, 0, 0, i as u8 + 1], 7000))],
                 links: vec![],
                 queues: vec![],
+                subscriptions: Vec::new(),
             };
             let mut r = SignedRecord::sign(record, who, &net.roster.network_id()).unwrap();
             // Advertised link counts only steer dialing; signatures are not checked here.

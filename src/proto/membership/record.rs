@@ -10,10 +10,13 @@
 //! Sign bytes (big-endian, every count a `u32`):
 //! `tag_len:u8=17 | "fedmesh/record/v1" | network_id:32 | id:32 | incarnation:u64 |
 //! revision:u64 | roster_epoch:u64 | status:u8 (0 alive, 1 left) |
-//! addr_count | addr* | link_count | link* | queue_count | queue*`
+//! addr_count | addr* | link_count | link* | queue_count | queue* |
+//! subscription_count | subscription*`
 //! where `addr = family:u8 (4 or 6) | ip:4 or 16 | port:u16`,
-//! `link = peer:32 | rtt_micros:u32` and `queue = name:str16`.
-//! Links are sorted by peer id and queues by name, both without duplicates;
+//! `link = peer:32 | rtt_micros:u32`, `queue = name:str16` and
+//! `subscription = pattern:str16` (AMQP-style, `*` one segment, `#` any).
+//! Links are sorted by peer id, queues and subscriptions by their text, all
+//! without duplicates;
 //! addresses keep the owner's preference order, without duplicates.
 //!
 //! The network id is part of the signed bytes but not of the wire form: a
@@ -29,6 +32,7 @@ use super::sigcache::SigCache;
 use crate::proto::bytes32::NetworkId;
 use crate::proto::codec::{DecodeError, Reader, Writer, tags};
 use crate::proto::identity::{ClusterId, Identity, verify_strict};
+use crate::proto::queue::Pattern;
 use crate::proto::roster::validate_name;
 use crate::proto::wire::Sig64;
 
@@ -38,6 +42,9 @@ pub const MAX_ADDRS: usize = 8;
 pub const MAX_LINKS: usize = 64;
 /// Most hosted queue names a record may list.
 pub const MAX_QUEUES: usize = 32;
+/// Most subscription patterns a record may list (the queue registry keeps
+/// the same bound per cluster).
+pub const MAX_SUBSCRIPTIONS: usize = MAX_QUEUES;
 
 /// A record's version: records of one cluster are ordered by incarnation,
 /// then revision. The field order makes the derived `Ord` exactly that.
@@ -96,6 +103,8 @@ pub struct NodeRecord {
     pub links: Vec<LinkInfo>,
     /// Names of the queues the owner hosts, sorted.
     pub queues: Vec<String>,
+    /// Subscription patterns of the owner's local subscribers, sorted.
+    pub subscriptions: Vec<String>,
 }
 
 /// Why a record is refused.
@@ -122,6 +131,15 @@ pub enum RecordError {
     /// Queue names are not strictly ascending.
     #[error("record queues are not canonical (unsorted or duplicated)")]
     QueuesNotCanonical,
+    /// More than [`MAX_SUBSCRIPTIONS`] subscription patterns.
+    #[error("record lists {0} subscriptions, at most {MAX_SUBSCRIPTIONS} are allowed")]
+    TooManySubscriptions(usize),
+    /// A subscription pattern does not parse.
+    #[error("invalid subscription pattern {0:?}")]
+    BadPattern(String),
+    /// Subscription patterns are not strictly ascending.
+    #[error("record subscriptions are not canonical (unsorted or duplicated)")]
+    SubscriptionsNotCanonical,
     /// The identity asked to sign is not the record's owner.
     #[error("record of {owner} cannot be signed by {signer}")]
     WrongSigner {
@@ -177,6 +195,15 @@ impl NodeRecord {
         if !self.queues.windows(2).all(|w| w[0] < w[1]) {
             return Err(RecordError::QueuesNotCanonical);
         }
+        if self.subscriptions.len() > MAX_SUBSCRIPTIONS {
+            return Err(RecordError::TooManySubscriptions(self.subscriptions.len()));
+        }
+        for p in &self.subscriptions {
+            Pattern::new(p).map_err(|_| RecordError::BadPattern(p.clone()))?;
+        }
+        if !self.subscriptions.windows(2).all(|w| w[0] < w[1]) {
+            return Err(RecordError::SubscriptionsNotCanonical);
+        }
         Ok(())
     }
 
@@ -189,13 +216,16 @@ impl NodeRecord {
             && self.addrs == other.addrs
             && self.links == other.links
             && self.queues == other.queues
+            && self.subscriptions == other.subscriptions
     }
 
     /// The exact bytes the owner signs (see the module docs). Callers
     /// validate first; lengths beyond the bounds are a programming error.
     pub fn sign_bytes(&self, network_id: &NetworkId) -> Vec<u8> {
         let mut w = Writer::with_capacity(
-            160 + self.addrs.len() * 19 + self.links.len() * 36 + self.queues.len() * 24,
+            164 + self.addrs.len() * 19
+                + self.links.len() * 36
+                + (self.queues.len() + self.subscriptions.len()) * 24,
         );
         w.tag(tags::RECORD)
             .raw(&network_id.0)
@@ -219,6 +249,10 @@ impl NodeRecord {
         w.u32(count(self.queues.len()));
         for q in &self.queues {
             w.str16(q);
+        }
+        w.u32(count(self.subscriptions.len()));
+        for p in &self.subscriptions {
+            w.str16(p);
         }
         w.finish()
     }
@@ -283,6 +317,14 @@ impl NodeRecord {
         for _ in 0..n {
             queues.push(r.str16("queue name")?);
         }
+        let n = r.count(2)?;
+        if n > MAX_SUBSCRIPTIONS {
+            return Err(RecordError::TooManySubscriptions(n));
+        }
+        let mut subscriptions = Vec::with_capacity(n);
+        for _ in 0..n {
+            subscriptions.push(r.str16("subscription pattern")?);
+        }
         r.finish()?;
         let record = NodeRecord {
             id,
@@ -293,6 +335,7 @@ impl NodeRecord {
             addrs,
             links,
             queues,
+            subscriptions,
         };
         record.validate()?;
         Ok((network_id, record))
@@ -302,11 +345,16 @@ impl NodeRecord {
     /// signature; used to keep gossip frames under their byte budget without
     /// serialising them twice.
     pub fn wire_len_bound(&self) -> usize {
-        // id + 3 u64 varints + bool + 3 length varints + signature with its length.
-        let fixed: usize = 32 + 3 * 10 + 1 + 3 * 5 + 66;
+        // id + 3 u64 varints + bool + 4 length varints + signature with its length.
+        let fixed: usize = 32 + 3 * 10 + 1 + 4 * 5 + 66;
         let addrs = self.addrs.len().saturating_mul(1 + 16 + 3);
         let links = self.links.len().saturating_mul(32 + 5);
-        let queues: usize = self.queues.iter().map(|q| q.len().saturating_add(3)).sum();
+        let queues: usize = self
+            .queues
+            .iter()
+            .chain(&self.subscriptions)
+            .map(|q| q.len().saturating_add(3))
+            .sum();
         fixed
             .saturating_add(addrs)
             .saturating_add(links)
@@ -452,6 +500,7 @@ mod tests {
             ],
             links,
             queues: vec!["jobs".into(), "jobs.eu".into()],
+            subscriptions: vec!["#".into(), "jobs.*".into()],
         }
     }
 
@@ -548,6 +597,20 @@ mod tests {
         let mut r = record(&me);
         r.queues = (0..=MAX_QUEUES).map(|i| format!("q{i:03}")).collect();
         assert!(matches!(r.validate(), Err(RecordError::TooManyQueues(_))));
+        let mut r = record(&me);
+        r.subscriptions.reverse();
+        assert_eq!(r.validate(), Err(RecordError::SubscriptionsNotCanonical));
+        let mut r = record(&me);
+        r.subscriptions.push("jobs..x".into());
+        assert!(matches!(r.validate(), Err(RecordError::BadPattern(_))));
+        let mut r = record(&me);
+        r.subscriptions = (0..=MAX_SUBSCRIPTIONS)
+            .map(|i| format!("s{i:03}"))
+            .collect();
+        assert!(matches!(
+            r.validate(),
+            Err(RecordError::TooManySubscriptions(_))
+        ));
         // Truncated or padded sign bytes never decode.
         let bytes = record(&me).sign_bytes(&net());
         assert!(NodeRecord::decode_sign_bytes(&bytes[..bytes.len() - 1]).is_err());

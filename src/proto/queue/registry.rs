@@ -159,6 +159,11 @@ impl QueueRegistry {
             .flat_map(|a| &a.subscriptions)
     }
 
+    /// Every cluster with an advertisement.
+    pub fn clusters(&self) -> impl Iterator<Item = ClusterId> + '_ {
+        self.clusters.keys().copied()
+    }
+
     /// Clusters with an advertisement.
     pub fn cluster_count(&self) -> usize {
         self.clusters.len()

@@ -183,6 +183,7 @@ mod tests {
             addrs: vec![],
             links,
             queues: vec![],
+            subscriptions: Vec::new(),
         };
         SignedRecord::sign(record, who, &NetworkId([1; 32])).unwrap()
     }

@@ -23,7 +23,27 @@ pub enum RoutedPayload {
         /// The path the probe took, origin first, destination last.
         path: Vec<crate::proto::identity::ClusterId>,
     },
+    /// A published message for the destination's subscribers. `seq`
+    /// numbers the origin's acknowledged messages to this destination
+    /// (from 1, dense; 0 for fire-and-forget, which is neither deduplicated
+    /// nor acknowledged).
+    Data {
+        /// Per (origin, destination) sequence number, or 0.
+        seq: u64,
+        /// The canonical envelope (`Envelope::encode`).
+        envelope: Vec<u8>,
+    },
+    /// The destination handed the message with this id to its subscribers
+    /// (or had already done so).
+    DataAck {
+        /// The message id (its origin is the ack's destination).
+        id: u64,
+    },
 }
+
+/// Largest encoded envelope in a [`RoutedPayload::Data`]: the payload cap
+/// plus room for the topic and a vector clock.
+pub const MAX_DATA_ENVELOPE: usize = crate::proto::delivery::MAX_PAYLOAD + 64 * 1024;
 
 /// Why a payload is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +51,9 @@ pub enum PayloadError {
     /// A probe body is over [`MAX_PROBE_BODY`].
     #[error("probe body of {0} bytes exceeds the {MAX_PROBE_BODY}-byte limit")]
     BodyTooLong(usize),
+    /// A data envelope is over [`MAX_DATA_ENVELOPE`].
+    #[error("data envelope of {0} bytes exceeds the {MAX_DATA_ENVELOPE}-byte limit")]
+    EnvelopeTooLong(usize),
     /// An ack lists a path longer than the hop budget cap.
     #[error("ack path of {0} hops exceeds the hop budget cap")]
     PathTooLong(usize),
@@ -48,6 +71,9 @@ impl RoutedPayload {
             {
                 Err(PayloadError::PathTooLong(path.len()))
             }
+            RoutedPayload::Data { envelope, .. } if envelope.len() > MAX_DATA_ENVELOPE => {
+                Err(PayloadError::EnvelopeTooLong(envelope.len()))
+            }
             _ => Ok(()),
         }
     }
@@ -57,6 +83,8 @@ impl RoutedPayload {
         match self {
             RoutedPayload::Probe { .. } => "probe",
             RoutedPayload::ProbeAck { .. } => "probe_ack",
+            RoutedPayload::Data { .. } => "data",
+            RoutedPayload::DataAck { .. } => "data_ack",
         }
     }
 }
