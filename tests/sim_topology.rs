@@ -8,7 +8,6 @@
 //! `FEDMESH_SIM_SEEDS=3,17` replays exactly those.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use fedmesh::proto::core::{Command, Delivery, Input};
@@ -21,43 +20,12 @@ use fedmesh::testkit::TestNet;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "support/seeds.rs"]
+mod seeds;
+use seeds::{for_seeds, seeds};
+
 const N: usize = 100;
 const STEP: Duration = Duration::from_millis(250);
-
-fn seeds(default: u64) -> Vec<u64> {
-    match std::env::var("FEDMESH_SIM_SEEDS") {
-        Ok(v) if v.contains(',') => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
-        Ok(v) => (0..v.trim().parse().unwrap_or(default)).collect(),
-        Err(_) => (0..default).collect(),
-    }
-}
-
-/// Runs `check` for every seed on all cores; panics listing every failure.
-fn for_seeds(seeds: Vec<u64>, check: impl Fn(u64) -> Result<(), String> + Sync) {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let queue = Mutex::new(seeds);
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                    let Some(seed) = next else { break };
-                    if let Err(e) = check(seed) {
-                        failures.lock().unwrap_or_else(|e| e.into_inner()).push(e);
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    assert!(
-        failures.is_empty(),
-        "{} seed(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
 
 /// A random geometric graph: positions in the unit square, an edge between
 /// nodes closer than the radius (grown until the graph is connected), and
