@@ -10,37 +10,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedmesh::config::{MembershipConfig, NodeConfig, SeedAddr, TransportConfig};
 use fedmesh::net::FaultControl;
 use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::ClusterId;
 use fedmesh::proto::core::Delivery;
 use fedmesh::proto::delivery::Guarantee;
-use fedmesh::proto::roster::{Member, Roster};
-use fedmesh::store::genesis::write_roster_file;
-use fedmesh::store::keys::generate_key_files;
 use tokio::sync::broadcast;
 
+mod support;
+
 fn mesh(root: &Path, n: usize) -> Vec<ClusterId> {
-    let ids: Vec<ClusterId> = (0..n)
-        .map(|i| {
-            generate_key_files(&format!("n{i}"), &root.join("certs"), false)
-                .expect("keygen")
-                .cluster_id
-        })
-        .collect();
-    let members = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Member {
-            id: *id,
-            name: format!("n{i}"),
-            weight: 1,
-        })
-        .collect();
-    let roster = Roster::genesis("data", members).expect("roster");
-    write_roster_file(&root.join("roster.toml"), &roster, true).expect("write roster");
-    ids
+    support::write_keys_and_roster(root, n, "data")
 }
 
 async fn start(
@@ -50,24 +30,7 @@ async fn start(
     seeds: Vec<SocketAddr>,
     faults: Arc<FaultControl>,
 ) -> NodeHandle {
-    let config = NodeConfig {
-        key: root.join(format!("certs/n{i}.key")),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        seeds: seeds
-            .into_iter()
-            .map(|addr| SeedAddr { addr, id: None })
-            .collect(),
-        roster: root.join("roster.toml"),
-        data_dir: root.join(format!("data/n{i}")),
-        admin: Some("127.0.0.1:0".parse().expect("addr")),
-        membership: MembershipConfig {
-            gossip_interval_ms: 200,
-            allowed_peers: Some(neighbours.iter().map(|j| format!("n{j}")).collect()),
-            ..MembershipConfig::default()
-        },
-        transport: TransportConfig::default(),
-        ..NodeConfig::default()
-    };
+    let config = support::neighbour_config(root, i, neighbours, seeds, 200);
     let options = NodeOptions {
         faults: Some(faults),
         rng_seed: Some(i as u64),

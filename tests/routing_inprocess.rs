@@ -11,16 +11,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedmesh::config::{MembershipConfig, NodeConfig, SeedAddr, TransportConfig};
+use fedmesh::config::{NodeConfig, TransportConfig};
 use fedmesh::net::FaultControl;
 use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::ClusterId;
 use fedmesh::proto::core::Delivery;
 use fedmesh::proto::membership::event::Event;
-use fedmesh::proto::roster::{Member, Roster};
-use fedmesh::store::genesis::write_roster_file;
-use fedmesh::store::keys::generate_key_files;
 use tokio::sync::broadcast;
+
+mod support;
 
 const GOSSIP_MS: u64 = 500;
 
@@ -33,24 +32,7 @@ struct Mesh {
 fn mesh(n: usize, network: &str) -> Mesh {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_owned();
-    let ids: Vec<ClusterId> = (0..n)
-        .map(|i| {
-            generate_key_files(&format!("n{i}"), &root.join("certs"), false)
-                .expect("keygen")
-                .cluster_id
-        })
-        .collect();
-    let members = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Member {
-            id: *id,
-            name: format!("n{i}"),
-            weight: 1,
-        })
-        .collect();
-    let roster = Roster::genesis(network, members).expect("roster");
-    write_roster_file(&root.join("roster.toml"), &roster, true).expect("write roster");
+    let ids = support::write_keys_and_roster(&root, n, network);
     Mesh {
         _dir: dir,
         root,
@@ -67,27 +49,13 @@ async fn start(
     faults: Option<Arc<FaultControl>>,
 ) -> NodeHandle {
     let config = NodeConfig {
-        key: root.join(format!("certs/n{i}.key")),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        seeds: seeds
-            .into_iter()
-            .map(|addr| SeedAddr { addr, id: None })
-            .collect(),
-        roster: root.join("roster.toml"),
-        data_dir: root.join(format!("data/n{i}")),
-        admin: Some("127.0.0.1:0".parse().expect("addr")),
-        membership: MembershipConfig {
-            gossip_interval_ms: GOSSIP_MS,
-            allowed_peers: Some(neighbours.iter().map(|j| format!("n{j}")).collect()),
-            ..MembershipConfig::default()
-        },
         // A cut link is noticed within about a second.
         transport: TransportConfig {
             keep_alive_ms: 200,
             idle_timeout_ms: 1_000,
             ..TransportConfig::default()
         },
-        ..NodeConfig::default()
+        ..support::neighbour_config(root, i, neighbours, seeds, GOSSIP_MS)
     };
     let options = NodeOptions {
         faults,

@@ -19,7 +19,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedmesh::config::{MembershipConfig, NodeConfig, SeedAddr};
 use fedmesh::http::{
     GraphEdge, MemberState, MemberStatus, NodeStatus, RecentEvent, RecentKind, RoutingStats,
     StatusSnapshot, install_metrics, serve,
@@ -157,29 +156,8 @@ fn count(haystack: &str, needle: &str) -> usize {
 /// Node `i` of the chain, linked with its neighbours only.
 async fn start(root: &Path, i: usize, seeds: Vec<SocketAddr>) -> NodeHandle {
     let neighbours = [i.checked_sub(1), Some(i + 1).filter(|&j| j < NODES)];
-    let config = NodeConfig {
-        key: root.join(format!("certs/n{i}.key")),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        seeds: seeds
-            .into_iter()
-            .map(|addr| SeedAddr { addr, id: None })
-            .collect(),
-        roster: root.join("roster.toml"),
-        data_dir: root.join(format!("data/n{i}")),
-        admin: Some("127.0.0.1:0".parse().expect("addr")),
-        membership: MembershipConfig {
-            gossip_interval_ms: 300,
-            allowed_peers: Some(
-                neighbours
-                    .iter()
-                    .flatten()
-                    .map(|j| format!("n{j}"))
-                    .collect(),
-            ),
-            ..MembershipConfig::default()
-        },
-        ..NodeConfig::default()
-    };
+    let neighbours: Vec<usize> = neighbours.into_iter().flatten().collect();
+    let config = support::neighbour_config(root, i, &neighbours, seeds, 300);
     let options = NodeOptions {
         rng_seed: Some(i as u64),
         ..NodeOptions::default()
