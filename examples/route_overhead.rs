@@ -17,38 +17,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use fedmesh::config::{MembershipConfig, NodeConfig, SeedAddr, TransportConfig};
 use fedmesh::net::FaultControl;
 use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::ClusterId;
 use fedmesh::proto::core::Delivery;
 use fedmesh::proto::membership::event::Event;
-use fedmesh::proto::roster::{Member, Roster};
-use fedmesh::store::genesis::write_roster_file;
-use fedmesh::store::keys::generate_key_files;
+use fedmesh::testkit::mesh::{fast_link_failure, local_config, percentile, write_cluster_files};
 
 const GOSSIP_MS: u64 = 500;
 
 fn setup(root: &Path, n: usize, network: &str) -> anyhow::Result<Vec<ClusterId>> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        ids.push(generate_key_files(&format!("n{i}"), &root.join("certs"), false)?.cluster_id);
-    }
-    let members = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Member {
-            id: *id,
-            name: format!("n{i}"),
-            weight: 1,
-        })
-        .collect();
-    write_roster_file(
-        &root.join("roster.toml"),
-        &Roster::genesis(network, members)?,
-        true,
-    )?;
-    Ok(ids)
+    let members: Vec<(String, u64)> = (0..n).map(|i| (format!("n{i}"), 1)).collect();
+    Ok(write_cluster_files(root, &members, network)?.0)
 }
 
 async fn start(
@@ -58,28 +38,11 @@ async fn start(
     seed: Option<SocketAddr>,
     faults: Option<Arc<FaultControl>>,
 ) -> anyhow::Result<NodeHandle> {
-    let config = NodeConfig {
-        key: root.join(format!("certs/n{i}.key")),
-        listen: "127.0.0.1:0".parse()?,
-        seeds: seed
-            .map(|addr| SeedAddr { addr, id: None })
-            .into_iter()
-            .collect(),
-        roster: root.join("roster.toml"),
-        data_dir: root.join(format!("data/n{i}")),
-        admin: None,
-        membership: MembershipConfig {
-            gossip_interval_ms: GOSSIP_MS,
-            allowed_peers: Some(neighbours.iter().map(|j| format!("n{j}")).collect()),
-            ..MembershipConfig::default()
-        },
-        transport: TransportConfig {
-            keep_alive_ms: 200,
-            idle_timeout_ms: 1_000,
-            ..TransportConfig::default()
-        },
-        ..NodeConfig::default()
-    };
+    let allowed = neighbours.iter().map(|j| format!("n{j}")).collect();
+    let seeds: Vec<SocketAddr> = seed.into_iter().collect();
+    let mut config = local_config(root, &format!("n{i}"), Some(allowed), &seeds, GOSSIP_MS);
+    config.admin = None;
+    fast_link_failure(&mut config);
     let options = NodeOptions {
         faults,
         rng_seed: Some(i as u64),
@@ -120,11 +83,6 @@ async fn probe_rtt(node: &NodeHandle, dst: ClusterId, id: u64) -> anyhow::Result
             Err(_) => bail!("probe {id} not acked within 5 s"),
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 fn us(d: Duration) -> f64 {

@@ -8,14 +8,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::{DemoError, DemoOptions, progress};
-use crate::config::{MembershipConfig, NodeConfig, SeedAddr, TransportConfig};
 use crate::http::MemberState;
 use crate::net::FaultControl;
 use crate::node::{Node, NodeHandle, NodeOptions};
 use crate::proto::ClusterId;
-use crate::proto::roster::{Member, Roster};
-use crate::store::genesis::write_roster_file;
-use crate::store::keys::generate_key_files;
+use crate::proto::roster::Roster;
+use crate::testkit::mesh::{fast_link_failure, local_config, write_cluster_files};
 
 const NAMES: [&str; 12] = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
@@ -79,22 +77,10 @@ impl Demo {
             out.display()
         );
         let names: Vec<String> = NAMES[..n].iter().map(|s| (*s).to_owned()).collect();
-        let mut ids = Vec::new();
-        for name in &names {
-            ids.push(generate_key_files(name, &out.join("certs"), true)?.cluster_id);
-        }
-        let members = names
-            .iter()
-            .zip(&ids)
-            .map(|(name, id)| Member {
-                id: *id,
-                name: name.clone(),
-                weight: 1,
-            })
-            .collect();
-        let roster = Arc::new(Roster::genesis("demo", members)?);
+        let weighted: Vec<(String, u64)> = names.iter().map(|name| (name.clone(), 1)).collect();
+        let (ids, roster) = write_cluster_files(&out, &weighted, "demo")?;
+        let roster = Arc::new(roster);
         let roster_path = out.join("roster.toml");
-        write_roster_file(&roster_path, &roster, true)?;
         println!(
             "keys in {}, genesis roster {} (network {}, total weight {})",
             out.join("certs").display(),
@@ -136,31 +122,13 @@ impl Demo {
     /// Starts node `i`, joining through `seed`.
     pub async fn start_node(&mut self, i: usize, seed: Option<SocketAddr>) -> anyhow::Result<()> {
         let name = &self.names[i];
-        let config = NodeConfig {
-            key: self.out.join(format!("certs/{name}.key")),
-            listen: "127.0.0.1:0".parse()?,
-            seeds: seed
-                .map(|addr| SeedAddr { addr, id: None })
-                .into_iter()
-                .collect(),
-            roster: self.roster_path.clone(),
-            data_dir: self.out.join(format!("data/{name}")),
-            admin: Some("127.0.0.1:0".parse()?),
-            membership: MembershipConfig {
-                gossip_interval_ms: 300,
-                allowed_peers: self
-                    .neighbours(i)
-                    .map(|v| v.iter().map(|j| self.names[*j].clone()).collect()),
-                ..MembershipConfig::default()
-            },
-            // A cut link is noticed within about a second.
-            transport: TransportConfig {
-                keep_alive_ms: 200,
-                idle_timeout_ms: 1_000,
-                ..TransportConfig::default()
-            },
-            ..NodeConfig::default()
-        };
+        let allowed = self
+            .neighbours(i)
+            .map(|v| v.iter().map(|j| self.names[*j].clone()).collect());
+        let seeds: Vec<SocketAddr> = seed.into_iter().collect();
+        let mut config = local_config(&self.out, name, allowed, &seeds, 300);
+        // A cut link is noticed within about a second.
+        fast_link_failure(&mut config);
         let faults = FaultControl::new(i as u64);
         let options = NodeOptions {
             faults: Some(faults.clone()),

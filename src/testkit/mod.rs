@@ -87,4 +87,5 @@ pub fn value(n: u64) -> Digest {
 }
 
 mod logs;
+pub mod mesh;
 pub use logs::{SampleLog, append_entry, write_sample_log};

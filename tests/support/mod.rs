@@ -207,34 +207,17 @@ pub fn path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().to_owned()
 }
 
-/// Writes keys `n0..n{count}` under `root/certs` and a genesis roster of
-/// them all (weight 1) at `root/roster.toml`, through the library (no binary).
+/// Writes keys `n0..n{count}` (weight 1 each) and their genesis roster
+/// under `root` (see [`fedmesh::testkit::mesh::write_cluster_files`]).
 pub fn write_keys_and_roster(
     root: &Path,
     count: usize,
     network: &str,
 ) -> Vec<fedmesh::proto::ClusterId> {
-    use fedmesh::proto::roster::{Member, Roster};
-    let ids: Vec<_> = (0..count)
-        .map(|i| {
-            fedmesh::store::keys::generate_key_files(&format!("n{i}"), &root.join("certs"), false)
-                .expect("keygen")
-                .cluster_id
-        })
-        .collect();
-    let members = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Member {
-            id: *id,
-            name: format!("n{i}"),
-            weight: 1,
-        })
-        .collect();
-    let roster = Roster::genesis(network, members).expect("roster");
-    fedmesh::store::genesis::write_roster_file(&root.join("roster.toml"), &roster, true)
-        .expect("write roster");
-    ids
+    let members: Vec<(String, u64)> = (0..count).map(|i| (format!("n{i}"), 1)).collect();
+    fedmesh::testkit::mesh::write_cluster_files(root, &members, network)
+        .expect("keys and roster")
+        .0
 }
 
 /// The config of in-process node `n{i}` written by [`write_keys_and_roster`]:
@@ -247,22 +230,6 @@ pub fn neighbour_config(
     seeds: Vec<SocketAddr>,
     gossip_ms: u64,
 ) -> fedmesh::config::NodeConfig {
-    use fedmesh::config::{MembershipConfig, NodeConfig, SeedAddr};
-    NodeConfig {
-        key: root.join(format!("certs/n{i}.key")),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        seeds: seeds
-            .into_iter()
-            .map(|addr| SeedAddr { addr, id: None })
-            .collect(),
-        roster: root.join("roster.toml"),
-        data_dir: root.join(format!("data/n{i}")),
-        admin: Some("127.0.0.1:0".parse().expect("addr")),
-        membership: MembershipConfig {
-            gossip_interval_ms: gossip_ms,
-            allowed_peers: Some(neighbours.iter().map(|j| format!("n{j}")).collect()),
-            ..MembershipConfig::default()
-        },
-        ..NodeConfig::default()
-    }
+    let allowed = neighbours.iter().map(|j| format!("n{j}")).collect();
+    fedmesh::testkit::mesh::local_config(root, &format!("n{i}"), Some(allowed), &seeds, gossip_ms)
 }
