@@ -24,6 +24,7 @@ use fedmesh::proto::membership::sigcache::SigCache;
 use fedmesh::proto::queue::QueueName;
 use fedmesh::proto::time::Millis;
 use fedmesh::proto::vote::VoteKind;
+use fedmesh::testkit::figures::{print_header, print_row};
 use fedmesh::testkit::{TestNet, value};
 use rayon::prelude::*;
 
@@ -189,25 +190,48 @@ fn main() {
     let one = d1 as f64 / s1;
     let par = dp as f64 / sp;
 
-    println!();
-    println!("| figure | value | baseline (same run) | ratio |");
-    println!("|---|---|---|---|");
-    println!("| raw ed25519 sign (153-byte vote) | {sign_ns:.0} ns | | |");
-    println!("| raw verify_strict (153-byte vote) | {verify_ns:.0} ns | | |");
-    println!(
-        "| quorum decisions/s, 5 clusters in 1 thread, batched | {one:.0} /s | {single_bound:.0} /s = unbatched bound from raw sign/verify | {:.1}x |",
-        one / single_bound
+    print_header();
+    print_row(
+        "raw ed25519 sign (153-byte vote)",
+        &format!("{sign_ns:.0} ns"),
+        "",
+        "",
+        "",
     );
-    println!(
-        "| quorum decisions/s, 5 clusters on {cores} cores (rayon), batched | {par:.0} /s | {:.0} /s = unbatched bound × {cores} | {:.1}x (target ≥ 10,000/s) |",
-        single_bound * cores as f64,
-        par / (single_bound * cores as f64)
+    print_row(
+        "raw verify_strict (153-byte vote)",
+        &format!("{verify_ns:.0} ns"),
+        "",
+        "",
+        "",
     );
-    println!(
-        "| signatures per decision, batched | {:.4} sign + {:.4} verify | {CLUSTERS} sign + {} verify unbatched | |",
-        (CLUSTERS as f64 * rounds.div_ceil(CLUSTERS as u64 * wave) as f64) / rounds as f64,
-        (CLUSTERS as f64 * CLUSTERS as f64 * rounds.div_ceil(CLUSTERS as u64 * wave) as f64)
-            / rounds as f64,
-        CLUSTERS * CLUSTERS
+    print_row(
+        "quorum decisions/s, 5 clusters in 1 thread, batched",
+        &format!("{one:.0} /s"),
+        &format!("{single_bound:.0} /s = unbatched bound from raw sign/verify"),
+        &format!("{:.1}x", one / single_bound),
+        "",
+    );
+    print_row(
+        &format!("quorum decisions/s, 5 clusters on {cores} cores (rayon), batched"),
+        &format!("{par:.0} /s"),
+        &format!(
+            "{:.0} /s = unbatched bound × {cores}",
+            single_bound * cores as f64
+        ),
+        &format!("{:.1}x", par / (single_bound * cores as f64)),
+        "≥ 10,000/s",
+    );
+    print_row(
+        "signatures per decision, batched",
+        &format!(
+            "{:.4} sign + {:.4} verify",
+            (CLUSTERS as f64 * rounds.div_ceil(CLUSTERS as u64 * wave) as f64) / rounds as f64,
+            (CLUSTERS as f64 * CLUSTERS as f64 * rounds.div_ceil(CLUSTERS as u64 * wave) as f64)
+                / rounds as f64
+        ),
+        &format!("{CLUSTERS} sign + {} verify unbatched", CLUSTERS * CLUSTERS),
+        "",
+        "",
     );
 }

@@ -14,6 +14,7 @@ use fedmesh::audit::{Verdict, VerifyOptions, verify_logs};
 use fedmesh::proto::quorum::{Coordinator, VerifiedVote, assume_signature_checked};
 use fedmesh::proto::vote::{SignedVote, VoteKind};
 use fedmesh::store::votelog::WriterOptions;
+use fedmesh::testkit::figures::{print_header, print_row};
 use fedmesh::testkit::{SampleLog, TestNet, value, write_sample_log};
 use rayon::prelude::*;
 
@@ -95,19 +96,27 @@ fn main() {
         best = best.max(written as f64 / report.seconds);
     }
 
-    println!();
-    println!("| figure | value | baseline (same run) | ratio |");
-    println!("|---|---|---|---|");
-    println!("| raw verify_strict, 1 core | {raw_one:.0} votes/s | | |");
-    println!(
-        "| raw verify_strict, {cores} cores (rayon) | {raw_all:.0} votes/s | {:.0} = 1 core × {cores} | {:.2} |",
-        raw_one * cores as f64,
-        raw_all / (raw_one * cores as f64)
+    print_header();
+    print_row(
+        "raw verify_strict, 1 core",
+        &format!("{raw_one:.0} votes/s"),
+        "",
+        "",
+        "",
     );
-    println!(
-        "| fedmesh verify, {written}-vote log (best of 3) | {best:.0} votes/s | {:.0} = raw × {cores} cores | {:.2} (target ≥ 0.80) |",
-        raw_one * cores as f64,
-        best / (raw_one * cores as f64)
+    print_row(
+        &format!("raw verify_strict, {cores} cores (rayon)"),
+        &format!("{raw_all:.0} votes/s"),
+        &format!("{:.0} = 1 core × {cores}", raw_one * cores as f64),
+        &format!("{:.2}", raw_all / (raw_one * cores as f64)),
+        "",
+    );
+    print_row(
+        &format!("fedmesh verify, {written}-vote log (best of 3)"),
+        &format!("{best:.0} votes/s"),
+        &format!("{:.0} = raw × {cores} cores", raw_one * cores as f64),
+        &format!("{:.2}", best / (raw_one * cores as f64)),
+        "≥ 0.80 of raw",
     );
 
     // Tally and equivocation check without signatures.
@@ -135,12 +144,18 @@ fn main() {
     }
     let dup = t.elapsed().as_nanos() as f64 / verified.len() as f64;
     let sig_ns = 1e9 / raw_one;
-    println!(
-        "| tally + equivocation check, new vote | {per_vote:.0} ns/vote | {sig_ns:.0} ns = one verify_strict | {:.3} (target < 1 µs) |",
-        per_vote / sig_ns
+    print_row(
+        "tally + equivocation check, new vote",
+        &format!("{per_vote:.0} ns/vote"),
+        &format!("{sig_ns:.0} ns = one verify_strict"),
+        &format!("{:.3}", per_vote / sig_ns),
+        "< 1 µs",
     );
-    println!(
-        "| tally + equivocation check, duplicate | {dup:.0} ns/vote | {sig_ns:.0} ns = one verify_strict | {:.3} |",
-        dup / sig_ns
+    print_row(
+        "tally + equivocation check, duplicate",
+        &format!("{dup:.0} ns/vote"),
+        &format!("{sig_ns:.0} ns = one verify_strict"),
+        &format!("{:.3}", dup / sig_ns),
+        "",
     );
 }

@@ -21,6 +21,7 @@ use fedmesh::net::{Transport, TransportOptions};
 use fedmesh::proto::roster::{Member, Roster};
 use fedmesh::store::genesis::write_roster_file;
 use fedmesh::store::keys::{generate_key_files, load_tls_material};
+use fedmesh::testkit::figures::{print_header, print_row};
 
 struct Proc {
     child: Child,
@@ -248,42 +249,66 @@ fn main() -> anyhow::Result<()> {
             .copied()
             .unwrap_or(f64::NAN)
     };
-    println!();
-    println!("| figure | value | target |");
-    println!("|---|---|---|");
-    println!(
-        "| processes started | {n} in {:.2} s | |",
-        started.as_secs_f64()
+    print_header();
+    print_row(
+        "processes started",
+        &format!("{n} in {:.2} s", started.as_secs_f64()),
+        "",
+        "",
+        "",
     );
-    println!(
-        "| full membership everywhere | {:.2} s after the first start | |",
-        converged.as_secs_f64()
+    print_row(
+        "full membership everywhere",
+        &format!("{:.2} s after the first start", converged.as_secs_f64()),
+        "",
+        "",
+        "",
     );
-    println!(
-        "| resident memory per node | median {:.1} MB, max {:.1} MB | ≤ 30 MB |",
-        rss.get(rss.len() / 2).copied().unwrap_or(0) as f64 / 1024.0,
-        rss.last().copied().unwrap_or(0) as f64 / 1024.0
+    print_row(
+        "resident memory per node",
+        &format!(
+            "median {:.1} MB, max {:.1} MB",
+            rss.get(rss.len() / 2).copied().unwrap_or(0) as f64 / 1024.0,
+            rss.last().copied().unwrap_or(0) as f64 / 1024.0
+        ),
+        "",
+        "",
+        "≤ 30 MB",
     );
-    println!(
-        "| idle UDP traffic sent per node | median {:.0} B/s, max {:.0} B/s | ≤ 10 KB/s |",
-        pct(&rates, 0.5),
-        pct(&rates, 1.0)
+    print_row(
+        "idle UDP traffic sent per node",
+        &format!(
+            "median {:.0} B/s, max {:.0} B/s",
+            pct(&rates, 0.5),
+            pct(&rates, 1.0)
+        ),
+        "",
+        "",
+        "≤ 10 KB/s",
     );
-    println!(
-        "| QUIC + mutual TLS handshake, loopback | p50 {:.2} ms, p90 {:.2} ms | |",
-        pct(&hs, 0.5),
-        pct(&hs, 0.9)
+    print_row(
+        "QUIC + mutual TLS handshake, loopback",
+        &format!("p50 {:.2} ms, p90 {:.2} ms", pct(&hs, 0.5), pct(&hs, 0.9)),
+        "",
+        "",
+        "",
     );
-    println!(
-        "| kill -9 of one node: dead everywhere | min {:.1} s, median {:.1} s, max {:.1} s{} | ≤ 10 s |",
-        pct(&detect, 0.0),
-        pct(&detect, 0.5),
-        pct(&detect, 1.0),
-        if undetected > 0 {
-            format!(" ({undetected} nodes never within 30 s)")
-        } else {
-            String::new()
-        }
+    print_row(
+        "kill -9 of one node: dead everywhere",
+        &format!(
+            "min {:.1} s, median {:.1} s, max {:.1} s{}",
+            pct(&detect, 0.0),
+            pct(&detect, 0.5),
+            pct(&detect, 1.0),
+            if undetected > 0 {
+                format!(" ({undetected} nodes never within 30 s)")
+            } else {
+                String::new()
+            }
+        ),
+        "",
+        "",
+        "≤ 10 s",
     );
     Ok(())
 }

@@ -22,6 +22,7 @@ use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::ClusterId;
 use fedmesh::proto::core::Delivery;
 use fedmesh::proto::membership::event::Event;
+use fedmesh::testkit::figures::{print_header, print_row};
 use fedmesh::testkit::mesh::{fast_link_failure, local_config, percentile, write_cluster_files};
 
 const GOSSIP_MS: u64 = 500;
@@ -129,6 +130,27 @@ async fn overhead(probes: u64) -> anyhow::Result<()> {
         "  one relay hop adds {added:.1} µs one way (p50; half the round-trip difference: one more \
          link crossing plus B's decode, route lookup and re-encode)"
     );
+    print_header();
+    print_row(
+        "probe round trip over one relay (A→B→C), p50",
+        &format!("{:.1} µs", us(percentile(&relay, 0.5))),
+        &format!(
+            "{:.1} µs direct A→B over QUIC",
+            us(percentile(&direct, 0.5))
+        ),
+        &format!(
+            "{:.2}",
+            us(percentile(&relay, 0.5)) / us(percentile(&direct, 0.5))
+        ),
+        "",
+    );
+    print_row(
+        "added one-way latency per relay hop, p50",
+        &format!("{added:.1} µs"),
+        "",
+        "",
+        "",
+    );
     for n in [a, b, c] {
         n.shutdown().await;
     }
@@ -215,6 +237,18 @@ async fn convergence() -> anyhow::Result<()> {
         "  source 2 hops away rerouted {:?} after that; every node off the cut link {:?} after that",
         at_source - detected,
         everywhere - detected
+    );
+    print_header();
+    print_row(
+        "reroute after a link failure (ring of 5), after the link end is noticed",
+        &format!(
+            "source {:.0} ms, everywhere {:.0} ms",
+            (at_source - detected).as_secs_f64() * 1e3,
+            (everywhere - detected).as_secs_f64() * 1e3
+        ),
+        "",
+        "",
+        "",
     );
     for n in nodes {
         n.shutdown().await;

@@ -26,6 +26,7 @@ use fedmesh::proto::membership::{MemberState, MembershipConfig};
 use fedmesh::proto::time::Millis;
 use fedmesh::proto::wire::FrameKind;
 use fedmesh::sim::{Sim, SimConfig};
+use fedmesh::testkit::figures::{print_header, print_row};
 
 const STEP: Duration = Duration::from_millis(100);
 
@@ -157,8 +158,14 @@ fn main() {
         "wall"
     );
     println!("{}", "-".repeat(119));
+    let mut figures = Vec::new();
     for n in sizes {
         let r = measure(n, seed);
+        figures.push((
+            format!("simulated join through one seed, N = {}", r.n),
+            format!("{} rounds to full membership", show(r.join_rounds)),
+            format!("≤ {} rounds", r.target),
+        ));
         println!(
             "{:>6} | {:>13} | {:>11} | {:>16} | {:>16} | {:>14} | {:>13} | {:>8.1}s",
             r.n,
@@ -173,5 +180,9 @@ fn main() {
             ),
             r.wall.as_secs_f64()
         );
+    }
+    print_header();
+    for (figure, value, target) in figures {
+        print_row(&figure, &value, "", "", &target);
     }
 }

@@ -86,6 +86,7 @@ pub fn value(n: u64) -> Digest {
     Digest::of(&[b"value".as_slice(), &n.to_be_bytes()].concat())
 }
 
+pub mod figures;
 mod logs;
 pub mod mesh;
 pub use logs::{SampleLog, append_entry, write_sample_log};
