@@ -366,6 +366,10 @@ impl Actor {
                     }
                 }
                 Output::Persist(Persist::VoteLog { kind, body }) => {
+                    let Some(kind) = crate::store::votelog::RecordKind::from_u8(kind) else {
+                        tracing::error!(kind, "core asked to log an unknown record kind");
+                        continue;
+                    };
                     if let Some(log) = &mut self.vote_log
                         && let Err(err) = log.append(kind, &body)
                     {

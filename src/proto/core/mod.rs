@@ -121,8 +121,8 @@ pub enum Persist {
     QuorumVotes(Vec<crate::proto::delivery::AttestedVote>),
     /// A record for this node's vote log (votes, certificates, evidence).
     VoteLog {
-        /// The record kind.
-        kind: crate::store::votelog::RecordKind,
+        /// The record kind (`proto::log_entry::kind`).
+        kind: u8,
         /// The record body (`LogEntry::encode`).
         body: Vec<u8>,
     },

@@ -34,7 +34,6 @@ use crate::proto::log_entry::LogEntry;
 use crate::proto::topology::RoutedPayload;
 use crate::proto::topology::payload::MAX_QUORUM_VOTES;
 use crate::proto::vote::{REJECT, Round, Vote};
-use crate::store::votelog::RecordKind;
 
 use super::routing::Delivery;
 use super::*;
@@ -148,14 +147,8 @@ impl QuorumPath {
 }
 
 fn log_record(entry: LogEntry) -> Output {
-    let kind = match entry {
-        LogEntry::Vote(_) => RecordKind::Vote,
-        LogEntry::Certificate(_) => RecordKind::Certificate,
-        LogEntry::Evidence(_) => RecordKind::Evidence,
-        LogEntry::Roster(_) => RecordKind::Roster,
-    };
     Output::Persist(Persist::VoteLog {
-        kind,
+        kind: entry.kind(),
         body: entry.encode(),
     })
 }
@@ -216,7 +209,7 @@ impl Core {
         self.quorum.own.len()
     }
 
-    fn members(&self) -> Vec<ClusterId> {
+    fn quorum_members(&self) -> Vec<ClusterId> {
         self.quorum
             .driver
             .roster()
@@ -235,7 +228,7 @@ impl Core {
     ) {
         let key = envelope.key;
         let max_rtt = self
-            .members()
+            .quorum_members()
             .iter()
             .filter_map(|m| self.routing.routes().get(m))
             .map(|r| Duration::from_micros(r.cost_micros))
@@ -358,7 +351,7 @@ impl Core {
                     }
                     let me = self.own.id();
                     let bytes = e.encode();
-                    for m in self.members() {
+                    for m in self.quorum_members() {
                         if m != me {
                             self.originate(
                                 m,
@@ -424,7 +417,7 @@ impl Core {
             return;
         };
         let me = self.own.id();
-        let mut dests: BTreeSet<ClusterId> = self.members().into_iter().collect();
+        let mut dests: BTreeSet<ClusterId> = self.quorum_members().into_iter().collect();
         dests.extend(self.queues.subscribers(&envelope.topic));
         let (cert, envelope) = (cert.encode(), envelope.encode());
         for d in dests {
@@ -555,7 +548,7 @@ impl Core {
             return;
         };
         let me = self.own.id();
-        let members = self.members();
+        let members = self.quorum_members();
         let half = members.len() / 2;
         for (i, m) in members.into_iter().enumerate() {
             let v = if i < half { &yes } else { &no };
@@ -614,7 +607,11 @@ impl Core {
             }
         };
         let me = self.own.id();
-        let others: Vec<ClusterId> = self.members().into_iter().filter(|m| *m != me).collect();
+        let others: Vec<ClusterId> = self
+            .quorum_members()
+            .into_iter()
+            .filter(|m| *m != me)
+            .collect();
         for s in signed {
             self.quorum.counters.sign_refusals += s.refused.len() as u64;
             if !s.new_votes.is_empty() {

@@ -12,7 +12,6 @@ use crate::proto::delivery::{Envelope, Guarantee, QuorumCertificate};
 use crate::proto::topology::RoutedPayload;
 use crate::proto::vote::Round;
 use crate::proto::wire::Frame;
-use crate::store::votelog::RecordKind;
 use crate::testkit::TestNet;
 
 /// In-memory cores and what they produced.
@@ -24,7 +23,7 @@ struct Mesh {
     /// Deliveries by core.
     delivered: Vec<(usize, Delivery)>,
     /// Vote-log records by core.
-    logs: Vec<Vec<(RecordKind, Vec<u8>)>>,
+    logs: Vec<Vec<(u8, Vec<u8>)>>,
     /// Every certificate seen on the wire, by round.
     certs: BTreeMap<Round, BTreeSet<[u8; 32]>>,
     /// Frames from `a` to `b` are dropped when this says so.
@@ -34,7 +33,7 @@ struct Mesh {
 impl Mesh {
     /// `weights.len()` cores, fully linked, subscribed to `q.#`, routes formed.
     fn new(seed: u64, weights: &[u64]) -> Mesh {
-        let net = TestNet::new(seed as u8, weights);
+        let net = TestNet::new(seed, weights);
         let n = weights.len();
         let mut cores: Vec<Core> = (0..n).map(|i| core(&net, i, vec![])).collect();
         for a in 0..n {
@@ -299,7 +298,8 @@ fn vote_logs_of_a_byzantine_run_verify_and_flag_the_equivocator() {
         )
         .unwrap();
         for (kind, body) in records {
-            w.append(*kind, body).unwrap();
+            let kind = crate::store::votelog::RecordKind::from_u8(*kind).unwrap();
+            w.append(kind, body).unwrap();
         }
         w.close().unwrap();
         paths.push(path);
@@ -440,7 +440,8 @@ fn a_vote_is_persisted_before_it_is_sent_and_never_changed_after_a_restart() {
     };
     // Restart core 1 with its persisted votes; the origin's id counter is
     // not durable yet, so a second message can reuse the slot: it must be refused.
-    let mut restarted = core(&m.net, 1, vec![]).with_quorum_votes(votes.clone());
+    m.cores[1] = core(&m.net, 1, vec![]).with_quorum_votes(votes.clone());
+    connect(&mut m.cores, m.now, 0, 1);
     let Frame::Routed(mut r) = proposal else {
         unreachable!()
     };
@@ -453,7 +454,7 @@ fn a_vote_is_persisted_before_it_is_sent_and_never_changed_after_a_restart() {
         epoch,
         envelope: e.encode(),
     };
-    let outs = restarted.handle(
+    let outs = m.cores[1].handle(
         m.now,
         Input::Frame {
             from,
@@ -466,5 +467,5 @@ fn a_vote_is_persisted_before_it_is_sent_and_never_changed_after_a_restart() {
             .any(|o| matches!(o, Output::Persist(Persist::QuorumVotes(_)))),
         "no second value signed"
     );
-    assert_eq!(restarted.quorum_path_counters().sign_refusals, 1);
+    assert_eq!(m.cores[1].quorum_path_counters().sign_refusals, 1);
 }
