@@ -14,6 +14,9 @@ use crate::proto::vote::Round;
 use crate::proto::wire::Frame;
 use crate::testkit::TestNet;
 
+/// Whether a frame from core `a` to core `b` is dropped.
+type Cut = Box<dyn Fn(usize, usize, &Frame) -> bool>;
+
 /// In-memory cores and what they produced.
 struct Mesh {
     net: TestNet,
@@ -27,7 +30,7 @@ struct Mesh {
     /// Every certificate seen on the wire, by round.
     certs: BTreeMap<Round, BTreeSet<[u8; 32]>>,
     /// Frames from `a` to `b` are dropped when this says so.
-    cut: Box<dyn Fn(usize, usize, &Frame) -> bool>,
+    cut: Cut,
 }
 
 impl Mesh {
