@@ -119,10 +119,26 @@ pub(super) struct QuorumPath {
     counters: QuorumPathCounters,
 }
 
+/// Round settings in the core. A node's event loop can lag far behind the
+/// network RTT under load (4 × a loopback RTT is under a millisecond), so
+/// the first timeout is at least 100 ms and the origin tries six times
+/// (about 6.3 s in all) before giving up.
+fn round_config() -> QuorumConfig {
+    let d = QuorumConfig::default();
+    QuorumConfig {
+        backoff: crate::proto::delivery::Backoff {
+            min: Duration::from_millis(100),
+            ..d.backoff
+        },
+        max_attempts: 6,
+        ..d
+    }
+}
+
 impl QuorumPath {
     pub(super) fn new(identity: Arc<Identity>, roster: Arc<Roster>, cache: Arc<SigCache>) -> Self {
         QuorumPath {
-            driver: QuorumDriver::new(identity.id(), roster, QuorumConfig::default(), cache),
+            driver: QuorumDriver::new(identity.id(), roster, round_config(), cache),
             voter: Voter::new(),
             signer: VoteSigner::new(identity.clone()),
             identity,
