@@ -75,6 +75,8 @@ pub struct Actor {
     pub(crate) roster_progress: Option<Progress>,
     /// Notable events for the status page.
     pub(crate) recent: crate::node::recent::RecentLog,
+    /// This node's vote log (None if it could not be opened: logged at start).
+    pub(crate) vote_log: Option<crate::store::votelog::VoteLogWriter>,
 }
 
 /// An error with its causes, for log lines that must say why.
@@ -92,6 +94,15 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// How long a closing link may take to deliver what was queued before it
 /// (goodbyes, the leave announcement).
 const FLUSH_BEFORE_CLOSE: Duration = Duration::from_secs(1);
+
+/// Whether `frame` is a routed frame carrying quorum votes signed here.
+fn carries_quorum_votes(frame: &wire::Frame) -> bool {
+    use crate::proto::topology::RoutedPayload;
+    matches!(frame, wire::Frame::Routed(r) if matches!(
+        r.payload,
+        RoutedPayload::QuorumVotes { .. } | RoutedPayload::QuorumBatch { .. }
+    ))
+}
 
 impl Actor {
     fn now(&self) -> Millis {
@@ -281,8 +292,15 @@ impl Actor {
         let mut membership_changed = false;
         // Votes whose persistence failed: never sent (see Persist::SignedVote).
         let mut unsafe_votes: Vec<wire::Blob> = Vec::new();
+        // Set when quorum votes could not be made durable: none is sent.
+        let mut quorum_votes_unsafe = false;
         for out in outputs {
             match out {
+                Output::Send { to, frame }
+                    if quorum_votes_unsafe && carries_quorum_votes(&frame) =>
+                {
+                    tracing::warn!(peer = %to.short(), "quorum votes not durable; not sending them");
+                }
                 Output::Send { to, mut frame } => {
                     if let wire::Frame::RosterPending { votes, proposals } = &mut frame
                         && !unsafe_votes.is_empty()
@@ -340,6 +358,25 @@ impl Actor {
                         unsafe_votes.push(wire::Blob(v.encode().to_vec()));
                     }
                 }
+                Output::Persist(Persist::QuorumVotes(votes)) => {
+                    use crate::proto::delivery::SignedVoteRecord;
+                    if let Err(err) = self.db.votes().remember(&votes) {
+                        tracing::error!(error = %err, "cannot persist quorum votes; not sending them");
+                        quorum_votes_unsafe = true;
+                    }
+                }
+                Output::Persist(Persist::VoteLog { kind, body }) => {
+                    let Some(kind) = crate::store::votelog::RecordKind::from_u8(kind) else {
+                        tracing::error!(kind, "core asked to log an unknown record kind");
+                        continue;
+                    };
+                    if let Some(log) = &mut self.vote_log
+                        && let Err(err) = log.append(kind, &body)
+                    {
+                        tracing::error!(error = %err, "vote log append failed; vote log disabled");
+                        self.vote_log = None;
+                    }
+                }
             }
         }
         let routes = self.core.routing_counters().recomputations;
@@ -395,6 +432,11 @@ impl Actor {
         }
         for c in std::mem::take(&mut self.closing) {
             let _ = c.await;
+        }
+        if let Some(log) = self.vote_log.take()
+            && let Err(e) = log.close()
+        {
+            tracing::error!(error = %e, "cannot seal the vote log");
         }
         self.publish_status();
         self.transport.close();

@@ -90,6 +90,33 @@ pub struct NodeOptions {
 /// Starts nodes.
 pub struct Node;
 
+/// The vote log file in a node's data directory.
+pub const VOTE_LOG_FILE: &str = "votes.log";
+
+/// Opens (or creates) the node's vote log; a node without one still runs,
+/// so a failure is logged loudly rather than stopping it.
+fn open_vote_log(
+    data_dir: &std::path::Path,
+    network: crate::proto::bytes32::NetworkId,
+    identity: &Arc<crate::proto::identity::Identity>,
+) -> Option<crate::store::votelog::VoteLogWriter> {
+    use crate::store::votelog::{VoteLogWriter, WriterOptions};
+    let path = data_dir.join(VOTE_LOG_FILE);
+    let exists = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+    let opened = if exists {
+        VoteLogWriter::open(&path, network, identity.clone(), WriterOptions::default())
+    } else {
+        VoteLogWriter::create(&path, network, identity.clone(), WriterOptions::default())
+    };
+    match opened {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the vote log; running without one");
+            None
+        }
+    }
+}
+
 impl Node {
     /// Starts a node from `config`.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
@@ -109,6 +136,7 @@ impl Node {
         let db = Db::open(&config.data_dir)?;
         let stored_epochs = db.roster_epochs()?;
         let signed_votes = db.signed_votes()?;
+        let quorum_votes = db.quorum_votes()?;
 
         let transport_options = TransportOptions {
             keep_alive: config.transport.keep_alive(),
@@ -167,7 +195,9 @@ impl Node {
             previous,
             rng_seed,
         )?
-        .with_roster_state(stored_epochs, signed_votes);
+        .with_roster_state(stored_epochs, signed_votes)
+        .with_quorum_votes(quorum_votes);
+        let vote_log = open_vote_log(&config.data_dir, core.roster().network_id(), &identity);
         if core.roster().epoch() > 0 {
             tracing::info!(epoch = core.roster().epoch(), "roster epochs restored");
         }
@@ -256,6 +286,7 @@ impl Node {
             routes_seen: 0,
             roster_progress: None,
             recent: Default::default(),
+            vote_log,
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");
@@ -377,6 +408,21 @@ impl NodeHandle {
             payload,
         })
         .await
+    }
+
+    /// Votes REJECT on quorum messages published to `topic` from now on.
+    pub async fn refuse_quorum_topic(&self, topic: &str) -> bool {
+        self.command(Command::RefuseQuorumTopic(topic.to_owned()))
+            .await
+    }
+
+    /// Test and demo only: makes this node a Byzantine cluster (equivocating
+    /// voter or two-faced origin), or honest again with `None`.
+    pub async fn set_byzantine_for_demo(
+        &self,
+        behaviour: Option<crate::proto::core::Byzantine>,
+    ) -> bool {
+        self.command(Command::SetByzantine(behaviour)).await
     }
 
     async fn command(&self, c: Command) -> bool {

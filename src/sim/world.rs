@@ -75,6 +75,8 @@ struct SimNode {
     timers: BTreeMap<TimerId, Millis>,
     roster_epochs: Vec<RosterEpoch>,
     signed_votes: Vec<SignedVote>,
+    /// Quorum votes the node signed (restored at restart, like `signed_votes`).
+    quorum_votes: Vec<crate::proto::delivery::AttestedVote>,
 }
 
 /// What a frame in flight carries.
@@ -164,6 +166,7 @@ impl Sim {
             timers: BTreeMap::new(),
             roster_epochs: Vec::new(),
             signed_votes: Vec::new(),
+            quorum_votes: Vec::new(),
         });
         i
     }
@@ -189,7 +192,8 @@ impl Sim {
             rng_seed,
         )?
         .with_signature_cache(self.sigcache.clone())
-        .with_roster_state(node.roster_epochs.clone(), node.signed_votes.clone());
+        .with_roster_state(node.roster_epochs.clone(), node.signed_votes.clone())
+        .with_quorum_votes(node.quorum_votes.clone());
         node.core = Some(core);
         let life = node.life;
         self.queue.push(
@@ -476,6 +480,9 @@ impl Sim {
             Output::Deliver(d) => self.deliveries.push((self.now, node, d)),
             Output::Persist(Persist::RosterEpoch(e)) => self.nodes[node].roster_epochs.push(*e),
             Output::Persist(Persist::SignedVote(v)) => self.nodes[node].signed_votes.push(v),
+            Output::Persist(Persist::QuorumVotes(v)) => self.nodes[node].quorum_votes.extend(v),
+            // The simulator keeps no vote logs (core tests check them).
+            Output::Persist(Persist::VoteLog { .. }) => {}
         }
     }
 

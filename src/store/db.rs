@@ -180,6 +180,18 @@ impl Db {
         }
     }
 
+    /// Every quorum (delivery) vote this node signed, for
+    /// `Core::with_quorum_votes` after a restart.
+    pub fn quorum_votes(&self) -> Result<Vec<crate::proto::delivery::AttestedVote>, DbError> {
+        Ok(self
+            .votes()
+            .all()
+            .map_err(|e| self.table_err(e))?
+            .into_iter()
+            .filter(|v| v.vote.round.kind != VoteKind::RosterChange)
+            .collect())
+    }
+
     /// Every roster-change vote this node signed (delivery votes are read
     /// through [`Db::votes`]).
     pub fn signed_votes(&self) -> Result<Vec<SignedVote>, DbError> {

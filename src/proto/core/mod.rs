@@ -48,6 +48,7 @@ use crate::proto::vote::SignedVote;
 use crate::proto::wire::Frame;
 
 pub use delivery::DataCounters;
+pub use quorum::{Byzantine, QuorumOutcome, QuorumPathCounters};
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
 /// The core's timers.
@@ -93,6 +94,12 @@ pub enum Command {
         /// The application's bytes.
         payload: Vec<u8>,
     },
+    /// Vote REJECT on quorum messages published to this topic (the
+    /// application's validation of proposals).
+    RefuseQuorumTopic(String),
+    /// Test and demo only: make this node Byzantine (see [`Byzantine`]),
+    /// or honest again with `None`.
+    SetByzantine(Option<Byzantine>),
 }
 
 /// State the caller must store durably.
@@ -108,6 +115,17 @@ pub enum Persist {
     /// is sent, and handed back after a restart, so that the node never
     /// signs two values for one slot.
     SignedVote(SignedVote),
+    /// Quorum votes this node signed: durable (in the signed-vote store)
+    /// before anything after it is sent, and handed back after a restart
+    /// with [`Core::with_quorum_votes`].
+    QuorumVotes(Vec<crate::proto::delivery::AttestedVote>),
+    /// A record for this node's vote log (votes, certificates, evidence).
+    VoteLog {
+        /// The record kind (`proto::log_entry::kind`).
+        kind: u8,
+        /// The record body (`LogEntry::encode`).
+        body: Vec<u8>,
+    },
 }
 
 /// Something that happened, for the core to react to.
@@ -254,6 +272,7 @@ pub struct Core {
     roster_ticks: u64,
     queues: QueueRegistry,
     data: delivery::DataPath,
+    quorum: quorum::QuorumPath,
 }
 
 impl Core {
@@ -286,6 +305,8 @@ impl Core {
         }
         let network_id = roster.network_id();
         let roster_sync = RosterSync::new(identity.clone(), roster.clone(), [], []);
+        let sigcache = Arc::new(SigCache::new(config.sig_cache_capacity));
+        let quorum = quorum::QuorumPath::new(identity.clone(), roster.clone(), sigcache.clone());
         let (own, signed) = OwnRecord::new(
             identity,
             network_id,
@@ -296,7 +317,6 @@ impl Core {
         .ok_or(CoreError::IncarnationExhausted)??;
         let table = MemberTable::new(signed, Millis::ZERO, config.phi_window);
         let peers = Peers::new(seeds, &table.own().record.addrs);
-        let sigcache = Arc::new(SigCache::new(config.sig_cache_capacity));
         Ok(Core {
             own,
             roster,
@@ -316,12 +336,14 @@ impl Core {
             roster_ticks: 0,
             queues: QueueRegistry::new(),
             data: delivery::DataPath::default(),
+            quorum,
         })
     }
 
     /// Shares a verified-signature cache with other cores (the simulator
     /// does, so each record version is verified once for the whole run).
     pub fn with_signature_cache(mut self, cache: Arc<SigCache>) -> Self {
+        self.quorum = self.quorum.rebuilt(self.roster.clone(), cache.clone());
         self.sigcache = cache;
         self
     }
@@ -338,6 +360,7 @@ impl Core {
         if !self.started {
             self.start(now, out);
         }
+        self.quorum.now = now;
         match input {
             Input::Start => {}
             Input::Timer(TimerId::Tick) => {
@@ -381,7 +404,10 @@ impl Core {
                 guarantee,
                 payload,
             }) => self.publish(now, topic, guarantee, payload, out),
+            Input::Command(Command::RefuseQuorumTopic(topic)) => self.refuse_quorum_topic(&topic),
+            Input::Command(Command::SetByzantine(b)) => self.set_byzantine(b),
         }
+        self.quorum_after_input(now, out);
         self.after_input(now);
     }
 }
@@ -394,6 +420,9 @@ mod lifecycle;
 mod own_record;
 mod queries;
 mod queues;
+mod quorum;
+#[cfg(test)]
+mod quorum_tests;
 mod roster;
 mod routing;
 #[cfg(test)]

@@ -77,6 +77,9 @@ impl Core {
         self.roster_sync = RosterSync::new(identity, genesis, epochs, votes);
         self.roster = self.roster_sync.roster().clone();
         self.own.set_roster_epoch(self.roster.epoch());
+        self.quorum = self
+            .quorum
+            .rebuilt(self.roster.clone(), self.sigcache.clone());
         self
     }
 
@@ -294,6 +297,7 @@ impl Core {
     ) {
         self.roster = e.roster.clone();
         self.own.set_roster_epoch(e.roster.epoch());
+        self.quorum_roster(e.roster.clone());
         out.push(Output::Persist(Persist::RosterEpoch(Box::new(e.clone()))));
         out.push(Output::Event(Event::RosterEpoch {
             epoch: e.roster.epoch(),

@@ -82,6 +82,15 @@ pub enum Delivery {
         /// Why.
         reason: String,
     },
+    /// A GLOBAL_QUORUM or BYZANTINE_QUORUM round this node originated ended.
+    QuorumDecided {
+        /// The message's key (as in [`Delivery::Published`]).
+        key: crate::proto::delivery::MessageKey,
+        /// The round.
+        round: crate::proto::vote::Round,
+        /// How it ended.
+        outcome: super::QuorumOutcome,
+    },
 }
 
 /// The route to one cluster, for status pages.
@@ -288,6 +297,11 @@ impl Core {
             }
             RoutedPayload::Data { seq, envelope } => self.on_data(origin, seq, envelope, out),
             RoutedPayload::DataAck { id } => self.on_data_ack(origin, id),
+            p @ (RoutedPayload::QuorumProposal { .. }
+            | RoutedPayload::QuorumVotes { .. }
+            | RoutedPayload::QuorumBatch { .. }
+            | RoutedPayload::QuorumCertificate { .. }
+            | RoutedPayload::QuorumEvidence { .. }) => self.on_quorum(origin, p, out),
             RoutedPayload::ProbeAck { id, path } => {
                 // Only the probe's destination may acknowledge it.
                 let ours = self.probes.dst_of(id) == Some(origin);

@@ -111,13 +111,15 @@ pub struct Signed {
 /// Signs votes for one identity, never two values for one slot.
 #[derive(Debug)]
 pub struct VoteSigner {
-    identity: Identity,
+    identity: std::sync::Arc<Identity>,
 }
 
 impl VoteSigner {
-    /// A signer for `identity`.
-    pub fn new(identity: Identity) -> Self {
-        VoteSigner { identity }
+    /// A signer for `identity` (owned, or shared with the rest of the node).
+    pub fn new(identity: impl Into<std::sync::Arc<Identity>>) -> Self {
+        VoteSigner {
+            identity: identity.into(),
+        }
     }
 
     /// The identity's id.

@@ -353,8 +353,10 @@ impl Sim {
             .unwrap_or_else(|e| panic!("seed {}: flush: {e}", self.seed));
         for s in signed {
             self.refusals += s.refused.len();
-            if let Some(b) = s.batch {
-                self.broadcast(node, Msg::Batch(b));
+            match s.batch {
+                Some(b) => self.broadcast(node, Msg::Batch(b)),
+                None if !s.new_votes.is_empty() => self.broadcast(node, Msg::Votes(s.new_votes)),
+                None => {}
             }
         }
     }

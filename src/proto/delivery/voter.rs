@@ -119,7 +119,9 @@ impl Voter {
         self.queued
     }
 
-    /// Signs every queued vote, at most [`MAX_BATCH`] per batch; the signer
+    /// Signs every queued vote, at most [`MAX_BATCH`] per batch (a lone vote
+    /// gets a single signature: same cost, and the foundation vote log and
+    /// certificates can hold it); the signer
     /// refuses (and reports) any second value for a slot. Call on the flush
     /// timer, or when [`Voter::queued`] reaches the batch size wanted. On a
     /// record error the rest of the queue is dropped unsigned; the origins'
@@ -136,11 +138,48 @@ impl Voter {
         self.queued = 0;
         for ((epoch, kind), entries) in pending {
             for chunk in entries.chunks(MAX_BATCH) {
+                if let [(subject, value)] = chunk {
+                    out.push(sign_one(
+                        signer, record, network, epoch, kind, *subject, *value,
+                    )?);
+                    continue;
+                }
                 out.push(signer.sign_batch(record, network, epoch, kind, chunk)?);
             }
         }
         Ok(out)
     }
+}
+
+/// One vote with a single signature, reported like a batch of one.
+fn sign_one<R: SignedVoteRecord>(
+    signer: &VoteSigner,
+    record: &mut R,
+    network_id: crate::proto::bytes32::NetworkId,
+    epoch: u64,
+    kind: VoteKind,
+    subject: Digest,
+    value: Digest,
+) -> Result<Signed, SignerError<R::Error>> {
+    let round = Round {
+        network_id,
+        epoch,
+        kind,
+        subject,
+    };
+    let slot = crate::proto::vote::Slot {
+        round,
+        voter: signer.id(),
+    };
+    // `sign_single` hands back the earlier vote for a repeat: tell the two apart.
+    let earlier = record.previous(&slot).map_err(SignerError::Record)?;
+    let mut out = Signed::default();
+    match signer.sign_single(record, round, value)? {
+        Ok(v) if earlier.is_none() => out.new_votes.push(v),
+        Ok(v) => out.repeats.push(v),
+        Err(c) => out.refused.push(c),
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

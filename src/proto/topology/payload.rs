@@ -39,7 +39,45 @@ pub enum RoutedPayload {
         /// The message id (its origin is the ack's destination).
         id: u64,
     },
+    /// A quorum proposal: vote on this message in `epoch` (the round's kind
+    /// and subject follow from the envelope).
+    QuorumProposal {
+        /// The roster epoch of the round.
+        epoch: u64,
+        /// The canonical envelope.
+        envelope: Vec<u8>,
+    },
+    /// Attested quorum votes (`AttestedVote::encode` each), at most
+    /// [`MAX_QUORUM_VOTES`].
+    QuorumVotes {
+        /// The votes.
+        votes: Vec<Vec<u8>>,
+    },
+    /// A batch of quorum votes under one signature (`VoteBatch::encode`).
+    QuorumBatch {
+        /// The batch.
+        batch: Vec<u8>,
+    },
+    /// A quorum certificate with the message it certifies, so a receiver
+    /// that never saw (or saw another) proposal can still verify and deliver.
+    QuorumCertificate {
+        /// `QuorumCertificate::encode`.
+        cert: Vec<u8>,
+        /// The canonical envelope.
+        envelope: Vec<u8>,
+    },
+    /// Equivocation evidence (`VoteEvidence::encode`), gossiped to every member.
+    QuorumEvidence {
+        /// The evidence.
+        evidence: Vec<u8>,
+    },
 }
+
+/// Most attested votes in one [`RoutedPayload::QuorumVotes`].
+pub const MAX_QUORUM_VOTES: usize = 1024;
+/// Largest encoded attested vote, certificate or evidence blob accepted
+/// (a certificate of up to 1,024 batch-attested votes fits).
+pub const MAX_QUORUM_BLOB: usize = 1024 * 1024;
 
 /// Largest encoded envelope in a [`RoutedPayload::Data`]: the payload cap
 /// plus room for the topic and a vector clock.
@@ -54,6 +92,9 @@ pub enum PayloadError {
     /// A data envelope is over [`MAX_DATA_ENVELOPE`].
     #[error("data envelope of {0} bytes exceeds the {MAX_DATA_ENVELOPE}-byte limit")]
     EnvelopeTooLong(usize),
+    /// A quorum payload has too many votes or a blob over [`MAX_QUORUM_BLOB`].
+    #[error("quorum payload over its bounds ({0} votes or bytes)")]
+    QuorumTooLarge(usize),
     /// An ack lists a path longer than the hop budget cap.
     #[error("ack path of {0} hops exceeds the hop budget cap")]
     PathTooLong(usize),
@@ -74,6 +115,31 @@ impl RoutedPayload {
             RoutedPayload::Data { envelope, .. } if envelope.len() > MAX_DATA_ENVELOPE => {
                 Err(PayloadError::EnvelopeTooLong(envelope.len()))
             }
+            RoutedPayload::QuorumProposal { envelope, .. }
+                if envelope.len() > MAX_DATA_ENVELOPE =>
+            {
+                Err(PayloadError::EnvelopeTooLong(envelope.len()))
+            }
+            RoutedPayload::QuorumVotes { votes } if votes.len() > MAX_QUORUM_VOTES => {
+                Err(PayloadError::QuorumTooLarge(votes.len()))
+            }
+            RoutedPayload::QuorumVotes { votes } => {
+                match votes.iter().find(|v| v.len() > MAX_QUORUM_BLOB) {
+                    Some(v) => Err(PayloadError::QuorumTooLarge(v.len())),
+                    None => Ok(()),
+                }
+            }
+            RoutedPayload::QuorumBatch { batch: b }
+            | RoutedPayload::QuorumEvidence { evidence: b }
+                if b.len() > MAX_QUORUM_BLOB =>
+            {
+                Err(PayloadError::QuorumTooLarge(b.len()))
+            }
+            RoutedPayload::QuorumCertificate { cert, envelope }
+                if cert.len() > MAX_QUORUM_BLOB || envelope.len() > MAX_DATA_ENVELOPE =>
+            {
+                Err(PayloadError::QuorumTooLarge(cert.len().max(envelope.len())))
+            }
             _ => Ok(()),
         }
     }
@@ -85,6 +151,11 @@ impl RoutedPayload {
             RoutedPayload::ProbeAck { .. } => "probe_ack",
             RoutedPayload::Data { .. } => "data",
             RoutedPayload::DataAck { .. } => "data_ack",
+            RoutedPayload::QuorumProposal { .. } => "quorum_proposal",
+            RoutedPayload::QuorumVotes { .. } => "quorum_votes",
+            RoutedPayload::QuorumBatch { .. } => "quorum_batch",
+            RoutedPayload::QuorumCertificate { .. } => "quorum_certificate",
+            RoutedPayload::QuorumEvidence { .. } => "quorum_evidence",
         }
     }
 }
