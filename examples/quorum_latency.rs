@@ -16,32 +16,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use fedmesh::config::{MembershipConfig, NodeConfig, SeedAddr};
 use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::core::{Delivery, QuorumOutcome};
 use fedmesh::proto::delivery::Guarantee;
-use fedmesh::proto::roster::{Member, Roster};
-use fedmesh::store::genesis::write_roster_file;
-use fedmesh::store::keys::generate_key_files;
+use fedmesh::testkit::figures::{print_header, print_row};
+use fedmesh::testkit::mesh::{local_config, percentile, write_cluster_files};
 use tokio::sync::broadcast;
 
 const N: usize = 5;
 
 fn setup(root: &Path) -> anyhow::Result<()> {
-    let mut members = Vec::new();
-    for i in 0..N {
-        let id = generate_key_files(&format!("n{i}"), &root.join("certs"), false)?.cluster_id;
-        members.push(Member {
-            id,
-            name: format!("n{i}"),
-            weight: 1,
-        });
-    }
-    write_roster_file(
-        &root.join("roster.toml"),
-        &Roster::genesis("quorum-latency", members)?,
-        true,
-    )?;
+    let members: Vec<(String, u64)> = (0..N).map(|i| (format!("n{i}"), 1)).collect();
+    write_cluster_files(root, &members, "quorum-latency")?;
     Ok(())
 }
 
@@ -50,32 +36,14 @@ async fn start(
     i: usize,
     seed: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<NodeHandle> {
-    let config = NodeConfig {
-        key: root.join(format!("certs/n{i}.key")),
-        listen: "127.0.0.1:0".parse()?,
-        seeds: seed
-            .map(|addr| SeedAddr { addr, id: None })
-            .into_iter()
-            .collect(),
-        roster: root.join("roster.toml"),
-        data_dir: root.join(format!("data/n{i}")),
-        admin: None,
-        membership: MembershipConfig {
-            gossip_interval_ms: 200,
-            ..MembershipConfig::default()
-        },
-        ..NodeConfig::default()
-    };
+    let seeds: Vec<std::net::SocketAddr> = seed.into_iter().collect();
+    let mut config = local_config(root, &format!("n{i}"), None, &seeds, 200);
+    config.admin = None;
     let options = NodeOptions {
         faults: None,
         rng_seed: Some(i as u64),
     };
     Ok(Node::start_with(config, options).await?)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn us(d: Duration) -> f64 {
@@ -228,6 +196,29 @@ async fn main() -> anyhow::Result<()> {
     if rejected > 0 {
         println!("  WARNING: {rejected} rounds were not accepted");
     }
+    let target = 5.0 * us(r50) + us(sig);
+    print_header();
+    print_row(
+        &format!("BYZANTINE_QUORUM decision, {N} clusters, QUIC loopback, p50"),
+        &format!("{:.0} µs", us(p50)),
+        &format!(
+            "{:.0} µs probe round trip (quinn smoothed RTT {quic_mean:.0} µs); sign+verify {:.0} µs",
+            us(r50),
+            us(sig)
+        ),
+        &format!("{:.2}x RTT", us(p50) / us(r50)),
+        &format!(
+            "≤ 5 × RTT + signature = {target:.0} µs ({})",
+            if us(p50) <= target { "met" } else { "NOT met" }
+        ),
+    );
+    print_row(
+        &format!("BYZANTINE_QUORUM decision, {N} clusters, QUIC loopback, p99"),
+        &format!("{:.0} µs", us(p99)),
+        &format!("{:.0} µs probe round trip p99", us(r99)),
+        &format!("{:.2}x", us(p99) / us(r99)),
+        "",
+    );
     for n in nodes {
         n.shutdown().await;
     }
