@@ -117,6 +117,13 @@ fn describe(ev: &Event, roster: &Roster) -> Option<(RecentKind, String)> {
                 name(signer)
             ),
         ),
+        Event::SignerFlagged { signer, epoch } => (
+            Evidence,
+            format!(
+                "{} flagged: signed two values for one quorum slot in epoch {epoch}",
+                name(signer)
+            ),
+        ),
         Event::RosterProgress(_) | Event::LinkUp { .. } | Event::LinkDown { .. } => return None,
     })
 }

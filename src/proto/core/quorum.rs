@@ -363,6 +363,10 @@ impl Core {
                     self.try_deliver(now, &cert, out);
                 }
                 QuorumOutput::Evidence(e) => {
+                    out.push(Output::Event(Event::SignerFlagged {
+                        signer: e.signer(),
+                        epoch: e.slot().round.epoch,
+                    }));
                     match e.to_single() {
                         Some(ev) => out.push(log_record(LogEntry::Evidence(Box::new(ev)))),
                         None => self.quorum.counters.unloggable += 1,

@@ -96,4 +96,13 @@ pub enum Event {
         /// The epoch whose vote it was.
         epoch: u64,
     },
+    /// A quorum-round voter signed two values for one slot: flagged here
+    /// (excluded from positive tallies for the epoch), evidence logged and
+    /// sent to every member.
+    SignerFlagged {
+        /// The signer.
+        signer: ClusterId,
+        /// The epoch of the slot.
+        epoch: u64,
+    },
 }
