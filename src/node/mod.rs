@@ -13,11 +13,13 @@
 //! ```
 
 mod actor;
+mod inbox;
 mod links;
 pub mod recent;
 mod roster;
 mod snapshot;
 
+pub use inbox::{DEFAULT_INBOX_CAPACITY, Inbox};
 pub use roster::{RosterChangeError, RosterProposal};
 
 use std::collections::HashMap;
@@ -101,6 +103,26 @@ impl Node {
         config: NodeConfig,
         options: NodeOptions,
     ) -> Result<NodeHandle, NodeError> {
+        Self::start_inner(config, options, None).await
+    }
+
+    /// Starts a node whose messages are handed to a reliable inbox of
+    /// `capacity` messages ([`NodeHandle::take_inbox`]; semantics in
+    /// [`Inbox`]). The inbox exists from the first input on, so no message
+    /// is acknowledged before the subscriber could have it.
+    pub async fn start_with_inbox(
+        config: NodeConfig,
+        options: NodeOptions,
+        capacity: usize,
+    ) -> Result<NodeHandle, NodeError> {
+        Self::start_inner(config, options, Some(capacity)).await
+    }
+
+    async fn start_inner(
+        config: NodeConfig,
+        options: NodeOptions,
+        inbox_capacity: Option<usize>,
+    ) -> Result<NodeHandle, NodeError> {
         config.validate()?;
         let identity = Arc::new(load_identity(&config.key)?);
         let material = load_tls_material(&config.cert_path(), &config.key)?;
@@ -109,6 +131,7 @@ impl Node {
         let db = Db::open(&config.data_dir)?;
         let stored_epochs = db.roster_epochs()?;
         let signed_votes = db.signed_votes()?;
+        let data_state = db.delivery_state()?;
 
         let transport_options = TransportOptions {
             keep_alive: config.transport.keep_alive(),
@@ -168,6 +191,10 @@ impl Node {
             rng_seed,
         )?
         .with_roster_state(stored_epochs, signed_votes);
+        if !data_state.outbox.is_empty() {
+            tracing::info!(pending = data_state.outbox.len(), "outbox restored");
+        }
+        let core = core.with_data_state(data_state);
         if core.roster().epoch() > 0 {
             tracing::info!(epoch = core.roster().epoch(), "roster epochs restored");
         }
@@ -235,6 +262,11 @@ impl Node {
             None => None,
         };
 
+        let outbox_depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (inbox_tx, inbox_rx) = match inbox_capacity.map(inbox::channel) {
+            Some((tx, rx)) => (Some(tx), Some(rx)),
+            None => (None, None),
+        };
         let actor = Actor {
             core,
             transport: transport.clone(),
@@ -256,6 +288,13 @@ impl Node {
             routes_seen: 0,
             roster_progress: None,
             recent: Default::default(),
+            inbox: inbox_tx,
+            staged: Vec::new(),
+            batching: false,
+            staged_link_change: false,
+            writes: Default::default(),
+            failed: false,
+            outbox_depth: outbox_depth.clone(),
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");
@@ -271,6 +310,9 @@ impl Node {
             accept,
             http_stop: Some(http_stop_tx),
             faults: options.faults,
+            inbox: std::sync::Mutex::new(inbox_rx),
+            transport,
+            outbox_depth,
         })
     }
 }
@@ -288,6 +330,9 @@ pub struct NodeHandle {
     accept: JoinHandle<()>,
     http_stop: Option<oneshot::Sender<()>>,
     faults: Option<Arc<FaultControl>>,
+    inbox: std::sync::Mutex<Option<Inbox>>,
+    transport: Arc<Transport>,
+    outbox_depth: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How long [`NodeHandle::shutdown`] waits for the graceful leave.
@@ -339,6 +384,18 @@ impl NodeHandle {
         self.deliveries.subscribe()
     }
 
+    /// AT_LEAST_ONCE and BROADCAST messages published here and not yet
+    /// acknowledged by every destination.
+    pub fn outbox_depth(&self) -> usize {
+        self.outbox_depth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The reliable inbox, once (see [`Inbox`]); `None` if the node was not
+    /// started with [`Node::start_with_inbox`] or it was taken already.
+    pub fn take_inbox(&self) -> Option<Inbox> {
+        self.inbox.lock().ok().and_then(|mut i| i.take())
+    }
+
     /// Sends an at-least-once test probe to `dst` over the best route; its
     /// outcome arrives on [`Self::deliveries`]. False if the node stopped.
     pub async fn send_probe(&self, dst: ClusterId, id: u64, body: Vec<u8>) -> bool {
@@ -386,6 +443,22 @@ impl NodeHandle {
     /// The fault injector under this node's socket, if it was started with one.
     pub fn faults(&self) -> Option<&Arc<FaultControl>> {
         self.faults.as_ref()
+    }
+
+    /// Stops the node at once, as a crash would: no leave announcement, no
+    /// flush, nothing written after the last completed commit (for
+    /// restart tests). The only courtesy is closing the QUIC endpoint, so
+    /// peers notice now rather than after the idle timeout and the data
+    /// directory can be opened again as soon as this returns.
+    pub async fn crash(mut self) {
+        self.task.abort();
+        self.accept.abort();
+        // Waiting for the aborted task drops the actor and its database.
+        let _ = (&mut self.task).await;
+        self.transport.close();
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Leaves the federation gracefully (peers see it as left, not dead)

@@ -287,7 +287,7 @@ impl Core {
                 self.originate(origin, RoutedPayload::ProbeAck { id, path }, out);
             }
             RoutedPayload::Data { seq, envelope } => self.on_data(origin, seq, envelope, out),
-            RoutedPayload::DataAck { id } => self.on_data_ack(origin, id),
+            RoutedPayload::DataAck { id } => self.on_data_ack(origin, id, out),
             RoutedPayload::ProbeAck { id, path } => {
                 // Only the probe's destination may acknowledge it.
                 let ours = self.probes.dst_of(id) == Some(origin);
