@@ -11,6 +11,10 @@
 //!   empty (every ack in, every outbox entry deleted). Both sides group
 //!   commit to redb with its default fsync durability.
 //!
+//! - group commit: the cost per message of persisting outbox entries with
+//!   one redb commit per message against one commit per batch of 256 (what
+//!   the node's actor does with the inputs queued behind one another).
+//!
 //! Run: `cargo run --release --example alo_throughput` (`MSGS=N`, default
 //! 20000; `WINDOW=W` unacknowledged messages at most, default 1000).
 
@@ -219,6 +223,44 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<f64> {
     Ok(rate)
 }
 
+/// Microseconds per message persisting `n` outbox entries in commits of `batch`.
+fn commit_cost(root: &Path, n: u64, batch: u64) -> anyhow::Result<f64> {
+    use fedmesh::proto::core::{OutboxEntry, PendingDest, Persist};
+    use fedmesh::proto::delivery::{Envelope, MessageKey};
+    use fedmesh::proto::queue::QueueName;
+    use fedmesh::store::delivery_state::DeliveryWrites;
+    let db = fedmesh::store::db::Db::open(&root.join(format!("commit-{batch}")))?;
+    let topic = QueueName::new("bench.data")?;
+    let mut writes = DeliveryWrites::default();
+    let t = Instant::now();
+    for id in 1..=n {
+        let key = MessageKey {
+            origin: ClusterId([1; 32]),
+            id,
+        };
+        let envelope = Envelope::new(
+            key,
+            topic.clone(),
+            Guarantee::AtLeastOnce,
+            vec![7; PAYLOAD],
+            None,
+        )?;
+        writes.take(Persist::OutboxAdd(OutboxEntry {
+            envelope: Arc::new(envelope),
+            dests: vec![PendingDest {
+                to: ClusterId([2; 32]),
+                seq: id,
+                acked: false,
+            }],
+        }));
+        writes.take(Persist::NextMessageId(id + 1));
+        if id % batch == 0 || id == n {
+            db.commit_delivery(&mut writes)?;
+        }
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n = env("MSGS", 20_000);
@@ -243,6 +285,12 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "ratio AT_LEAST_ONCE / raw: {:.1} %",
         100.0 * alo_rate / raw_rate
+    );
+    let single = commit_cost(dir.path(), 2_000, 1)?;
+    let grouped = commit_cost(dir.path(), 2_000, 256)?;
+    println!(
+        "persisting an outbox entry: {single:.1} us/msg with a commit each, {grouped:.1} us/msg in group commits of 256 ({:.0}x)",
+        single / grouped
     );
     Ok(())
 }
