@@ -11,7 +11,9 @@
 //! - every [`Delivery::Message`](crate::proto::core::Delivery::Message) is
 //!   put in the inbox (and also sent to the broadcast stream);
 //! - backpressure: when the inbox is full, the node stops taking input
-//!   (frames, commands, timers) until the subscriber makes room;
+//!   (frames, commands, timers) until the subscriber makes room. A
+//!   subscriber that stops reading for longer than the suspect timeout
+//!   therefore gets its node suspected by its peers (no heartbeats go out);
 //! - the ack of an AT_LEAST_ONCE or BROADCAST message is sent only after the
 //!   message is in the inbox and the dedup window that marks it processed is
 //!   durable; room is reserved before the window is written, and the
