@@ -95,7 +95,7 @@ pub struct Actor {
 
 /// Most inputs fed to the core before their outputs are carried out with
 /// one group commit.
-const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// An error with its causes, for log lines that must say why.
 fn chain(e: &dyn std::error::Error) -> String {

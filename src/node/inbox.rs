@@ -35,6 +35,12 @@ use crate::proto::delivery::Envelope;
 /// The default number of messages an inbox holds.
 pub const DEFAULT_INBOX_CAPACITY: usize = 1024;
 
+/// The smallest inbox: the actor's largest batch of inputs, so that room
+/// for every message of a batch is reserved before its commit (a smaller
+/// inbox would hand messages off one by one after the commit, and a crash
+/// in between would lose them).
+pub const MIN_INBOX_CAPACITY: usize = super::actor::MAX_BATCH;
+
 /// Messages for this node's subscriber, in delivery order (see the module docs).
 #[derive(Debug)]
 pub struct Inbox {
@@ -77,7 +83,8 @@ pub(crate) struct InboxSender {
 pub(crate) enum Room<'a> {
     /// Room for every message of the batch.
     Reserved(mpsc::PermitIterator<'a, Envelope>),
-    /// The batch is larger than the inbox: hand off one by one.
+    /// The batch is larger than the inbox (only a tick's many local
+    /// self-deliveries): hand off one by one, after the commit.
     TooMany,
     /// The subscriber dropped its inbox.
     Closed,
@@ -101,8 +108,9 @@ impl InboxSender {
     }
 }
 
-/// A connected pair holding at most `capacity` (at least 1) messages.
+/// A connected pair holding at most `capacity` (at least
+/// [`MIN_INBOX_CAPACITY`]) messages.
 pub(crate) fn channel(capacity: usize) -> (InboxSender, Inbox) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (tx, rx) = mpsc::channel(capacity.max(MIN_INBOX_CAPACITY));
     (InboxSender { tx }, Inbox { rx })
 }

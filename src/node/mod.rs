@@ -19,7 +19,7 @@ pub mod recent;
 mod roster;
 mod snapshot;
 
-pub use inbox::{DEFAULT_INBOX_CAPACITY, Inbox};
+pub use inbox::{DEFAULT_INBOX_CAPACITY, Inbox, MIN_INBOX_CAPACITY};
 pub use roster::{RosterChangeError, RosterProposal};
 
 use std::collections::HashMap;
@@ -107,7 +107,7 @@ impl Node {
     }
 
     /// Starts a node whose messages are handed to a reliable inbox of
-    /// `capacity` messages ([`NodeHandle::take_inbox`]; semantics in
+    /// `capacity` messages (at least [`MIN_INBOX_CAPACITY`]) ([`NodeHandle::take_inbox`]; semantics in
     /// [`Inbox`]). The inbox exists from the first input on, so no message
     /// is acknowledged before the subscriber could have it.
     pub async fn start_with_inbox(
