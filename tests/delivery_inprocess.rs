@@ -1,8 +1,7 @@
 //! The data path over real QUIC with in-process nodes on a chain A–B–C and
 //! 5% injected packet loss: AT_LEAST_ONCE and BROADCAST messages published
 //! on A reach both subscribers B and C, each exactly once, and every
-//! destination acknowledges. (Restarts are not covered yet: the outbox and
-//! dedup windows are not persisted.)
+//! destination acknowledges. (Crashes and restarts: `delivery_durable.rs`.)
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -15,6 +15,7 @@ use crate::http::metrics::{
     DIRECTION_IN, DIRECTION_OUT, FRAMES_TOTAL, MALFORMED_FRAMES_TOTAL, UDP_BYTES,
 };
 use crate::net::{Link, LinkEvent, NetError, Priority, Transport};
+use crate::node::inbox::Room;
 use crate::node::links::{Admit, Links};
 use crate::node::snapshot::{record_gauges, snapshot};
 use crate::proto::core::{Command, Core, Delivery, Input, Output, Persist, TimerId};
@@ -22,6 +23,7 @@ use crate::proto::identity::ClusterId;
 use crate::proto::membership::event::Event;
 use crate::proto::roster_sync::{Progress, RosterChange};
 use crate::proto::time::Millis;
+use crate::proto::topology::RoutedPayload;
 use crate::proto::wire;
 
 /// Requests from the [`NodeHandle`](super::NodeHandle).
@@ -77,7 +79,25 @@ pub struct Actor {
     pub(crate) recent: crate::node::recent::RecentLog,
     /// This node's vote log (None if it could not be opened: logged at start).
     pub(crate) vote_log: Option<crate::store::votelog::VoteLogWriter>,
+    /// The subscriber's reliable inbox, if the node was started with one.
+    pub(crate) inbox: Option<crate::node::inbox::InboxSender>,
+    /// Core outputs not carried out yet (see [`Actor::flush`]).
+    pub(crate) staged: Vec<Output>,
+    /// True while several inputs are fed before one flush.
+    pub(crate) batching: bool,
+    /// A staged output opens or closes a connection: flush before more input.
+    pub(crate) staged_link_change: bool,
+    /// Data-path state waiting for the group commit.
+    pub(crate) writes: crate::store::delivery_state::DeliveryWrites,
+    /// A durable write failed: the node stops (fail-stop).
+    pub(crate) failed: bool,
+    /// The outbox depth, published after every flush.
+    pub(crate) outbox_depth: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Most inputs fed to the core before their outputs are carried out with
+/// one group commit.
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// An error with its causes, for log lines that must say why.
 fn chain(e: &dyn std::error::Error) -> String {
@@ -113,43 +133,108 @@ impl Actor {
     pub async fn run(mut self) {
         self.input(Input::Start).await;
         loop {
+            if self.failed {
+                // Carrying on could lose or duplicate messages; a restart
+                // reloads the last committed state.
+                tracing::error!("stopping the node after a failed durable write");
+                self.transport.close();
+                return;
+            }
             let deadline = self
                 .timer
                 .map(|at| self.started + at.as_duration())
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                Some(ev) = self.link_events.recv() => self.on_link_event(ev).await,
+                Some(ev) = self.link_events.recv() => {
+                    // Group commit: every input already queued shares one flush.
+                    self.batching = true;
+                    self.on_link_event(ev).await;
+                    for _ in 1..MAX_BATCH {
+                        if self.staged_link_change {
+                            break;
+                        }
+                        match self.link_events.try_recv() {
+                            Ok(ev) => self.on_link_event(ev).await,
+                            Err(_) => break,
+                        }
+                    }
+                    self.batching = false;
+                    self.flush().await;
+                }
                 Some(d) = self.dialed.recv() => self.on_dialed(d).await,
                 _ = tokio::time::sleep_until(deadline.into()), if self.timer.is_some() => {
                     self.timer = None;
                     self.on_tick().await;
                 }
                 req = self.requests.recv() => {
-                    let done = match req {
-                        Some(Request::Command(c)) => {
-                            self.input(Input::Command(c)).await;
-                            continue;
-                        }
-                        Some(Request::ProposeRoster(change, reply)) => {
-                            self.roster_progress = None;
-                            self.input(Input::Command(Command::ProposeRoster(change))).await;
-                            let first = self.roster_progress.clone().unwrap_or(Progress::Failed {
-                                reason: "the node reported no progress".into(),
-                            });
-                            let _ = reply.send(first);
-                            continue;
-                        }
-                        Some(Request::Shutdown(done)) => Some(done),
-                        None => None,
+                    let next = match req {
+                        Some(Request::Command(c)) => self.commands(c).await,
+                        other => other.map(Some),
                     };
-                    self.leave().await;
-                    if let Some(done) = done {
-                        let _ = done.send(());
+                    if let Some(req) = next
+                        && self.request(req).await
+                    {
+                        return;
                     }
-                    return;
                 }
             }
         }
+    }
+
+    /// Feeds `first` and the commands queued behind it with one flush;
+    /// returns a queued request that is not a command, if it stopped there
+    /// (`Some(None)`: the handle is gone).
+    async fn commands(&mut self, first: Command) -> Option<Option<Request>> {
+        self.batching = true;
+        self.input(Input::Command(first)).await;
+        let mut rest = None;
+        for _ in 1..MAX_BATCH {
+            if self.staged_link_change {
+                break;
+            }
+            match self.requests.try_recv() {
+                Ok(Request::Command(c)) => self.input(Input::Command(c)).await,
+                Ok(other) => {
+                    rest = Some(Some(other));
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    rest = Some(None);
+                    break;
+                }
+            }
+        }
+        self.batching = false;
+        self.flush().await;
+        rest
+    }
+
+    /// Handles one request (`None`: the handle is gone); true to stop.
+    async fn request(&mut self, req: Option<Request>) -> bool {
+        let done = match req {
+            Some(Request::Command(c)) => {
+                self.input(Input::Command(c)).await;
+                return false;
+            }
+            Some(Request::ProposeRoster(change, reply)) => {
+                self.roster_progress = None;
+                self.input(Input::Command(Command::ProposeRoster(change)))
+                    .await;
+                let first = self.roster_progress.clone().unwrap_or(Progress::Failed {
+                    reason: "the node reported no progress".into(),
+                });
+                let _ = reply.send(first);
+                return false;
+            }
+            Some(Request::Shutdown(done)) => Some(done),
+            None => None,
+        };
+        self.leave().await;
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+        true
     }
 
     async fn on_tick(&mut self) {
@@ -285,16 +370,62 @@ impl Actor {
         }
     }
 
-    /// Feeds one input to the core and carries out what it asks.
+    /// Feeds one input to the core; its outputs are carried out at once,
+    /// or by the flush that ends a batch.
     async fn input(&mut self, input: Input) {
         let now = self.now();
-        let outputs = self.core.handle(now, input);
+        let before = self.staged.len();
+        self.core.handle_into(now, input, &mut self.staged);
+        self.staged_link_change |= self.staged[before..]
+            .iter()
+            .any(|o| matches!(o, Output::Connect { .. } | Output::Disconnect { .. }));
+        if !self.batching {
+            self.flush().await;
+        }
+    }
+
+    /// Carries out the staged outputs: first waits for inbox room for the
+    /// messages among them, then makes the data-path state durable in one
+    /// transaction (group commit), then carries out everything in order,
+    /// with no wait between the commit and the hand-offs and acks that
+    /// depend on it. Persisting earlier than asked is always safe.
+    async fn flush(&mut self) {
+        let outputs = std::mem::take(&mut self.staged);
+        self.staged_link_change = false;
+        let inbox = self.inbox.take();
+        let messages = outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Deliver(Delivery::Message(_))))
+            .count();
+        let mut room = match &inbox {
+            Some(i) if messages > 0 => Some(i.reserve(messages).await),
+            _ => None,
+        };
+        let mut closed = matches!(room, Some(Room::Closed));
+        let mut rest = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            match o {
+                Output::Persist(p) => {
+                    if let Some(p) = self.writes.take(p) {
+                        rest.push(Output::Persist(p));
+                    }
+                }
+                o => rest.push(o),
+            }
+        }
+        if !self.writes.is_empty()
+            && let Err(e) = self.db.commit_delivery(&mut self.writes)
+        {
+            tracing::error!(error = %chain(&e), "cannot persist the data path");
+            self.failed = true;
+            return;
+        }
         let mut membership_changed = false;
         // Votes whose persistence failed: never sent (see Persist::SignedVote).
         let mut unsafe_votes: Vec<wire::Blob> = Vec::new();
         // Set when quorum votes could not be made durable: none is sent.
         let mut quorum_votes_unsafe = false;
-        for out in outputs {
+        for out in rest {
             match out {
                 Output::Send { to, frame }
                     if quorum_votes_unsafe && carries_quorum_votes(&frame) =>
@@ -341,6 +472,21 @@ impl Actor {
                         tracing::error!(error = %e, "cannot persist the incarnation");
                     }
                 }
+                Output::Deliver(Delivery::Message(e)) => {
+                    match (&inbox, &mut room) {
+                        (_, Some(Room::Reserved(permits))) => {
+                            if let Some(p) = permits.next() {
+                                p.send(e.clone());
+                            }
+                        }
+                        // Only a tick's local self-deliveries get here.
+                        (Some(i), Some(Room::TooMany)) if !closed => {
+                            closed = !i.send(e.clone()).await;
+                        }
+                        _ => {}
+                    }
+                    let _ = self.deliveries.send(Delivery::Message(e));
+                }
                 Output::Deliver(d) => {
                     tracing::debug!(delivery = ?d, "routed");
                     let _ = self.deliveries.send(d);
@@ -377,7 +523,25 @@ impl Actor {
                         self.vote_log = None;
                     }
                 }
+                // Taken by the group commit above.
+                Output::Persist(
+                    Persist::OutboxAdd(_)
+                    | Persist::OutboxAck { .. }
+                    | Persist::NextMessageId(_)
+                    | Persist::NextSeq { .. }
+                    | Persist::DedupWindow { .. },
+                ) => {}
             }
+        }
+        drop(room);
+        self.outbox_depth.store(
+            self.core.outbox_depth(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if closed {
+            tracing::warn!("the inbox was dropped; messages go to the deliveries stream only");
+        } else {
+            self.inbox = inbox;
         }
         let routes = self.core.routing_counters().recomputations;
         if membership_changed || routes != self.routes_seen {
@@ -391,8 +555,21 @@ impl Actor {
             tracing::debug!(peer = %to.short(), "no link for frame");
             return;
         };
+        // Bulk application data queues behind membership traffic, so a
+        // busy stream never delays heartbeats into false suspicion.
+        let priority = match frame {
+            wire::Frame::Routed(r)
+                if matches!(
+                    r.payload,
+                    RoutedPayload::Data { .. } | RoutedPayload::DataAck { .. }
+                ) =>
+            {
+                Priority::Data
+            }
+            _ => Priority::Gossip,
+        };
         match wire::encode(frame) {
-            Ok(bytes) => match entry.link.send(Priority::Gossip, bytes) {
+            Ok(bytes) => match entry.link.send(priority, bytes) {
                 Ok(()) => metrics::counter!(FRAMES_TOTAL, "direction" => DIRECTION_OUT, "type" => frame.kind().name())
                     .increment(1),
                 Err(e) => tracing::warn!(peer = %to.short(), error = %e, "frame not sent"),

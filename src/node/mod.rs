@@ -13,11 +13,13 @@
 //! ```
 
 mod actor;
+mod inbox;
 mod links;
 pub mod recent;
 mod roster;
 mod snapshot;
 
+pub use inbox::{DEFAULT_INBOX_CAPACITY, Inbox, MIN_INBOX_CAPACITY};
 pub use roster::{RosterChangeError, RosterProposal};
 
 use std::collections::HashMap;
@@ -128,6 +130,26 @@ impl Node {
         config: NodeConfig,
         options: NodeOptions,
     ) -> Result<NodeHandle, NodeError> {
+        Self::start_inner(config, options, None).await
+    }
+
+    /// Starts a node whose messages are handed to a reliable inbox of
+    /// `capacity` messages (at least [`MIN_INBOX_CAPACITY`]) ([`NodeHandle::take_inbox`]; semantics in
+    /// [`Inbox`]). The inbox exists from the first input on, so no message
+    /// is acknowledged before the subscriber could have it.
+    pub async fn start_with_inbox(
+        config: NodeConfig,
+        options: NodeOptions,
+        capacity: usize,
+    ) -> Result<NodeHandle, NodeError> {
+        Self::start_inner(config, options, Some(capacity)).await
+    }
+
+    async fn start_inner(
+        config: NodeConfig,
+        options: NodeOptions,
+        inbox_capacity: Option<usize>,
+    ) -> Result<NodeHandle, NodeError> {
         config.validate()?;
         let identity = Arc::new(load_identity(&config.key)?);
         let material = load_tls_material(&config.cert_path(), &config.key)?;
@@ -137,6 +159,7 @@ impl Node {
         let stored_epochs = db.roster_epochs()?;
         let signed_votes = db.signed_votes()?;
         let quorum_votes = db.quorum_votes()?;
+        let data_state = db.delivery_state()?;
 
         let transport_options = TransportOptions {
             keep_alive: config.transport.keep_alive(),
@@ -198,6 +221,10 @@ impl Node {
         .with_roster_state(stored_epochs, signed_votes)
         .with_quorum_votes(quorum_votes);
         let vote_log = open_vote_log(&config.data_dir, core.roster().network_id(), &identity);
+        if !data_state.outbox.is_empty() {
+            tracing::info!(pending = data_state.outbox.len(), "outbox restored");
+        }
+        let core = core.with_data_state(data_state);
         if core.roster().epoch() > 0 {
             tracing::info!(epoch = core.roster().epoch(), "roster epochs restored");
         }
@@ -265,6 +292,11 @@ impl Node {
             None => None,
         };
 
+        let outbox_depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (inbox_tx, inbox_rx) = match inbox_capacity.map(inbox::channel) {
+            Some((tx, rx)) => (Some(tx), Some(rx)),
+            None => (None, None),
+        };
         let actor = Actor {
             core,
             transport: transport.clone(),
@@ -287,6 +319,13 @@ impl Node {
             roster_progress: None,
             recent: Default::default(),
             vote_log,
+            inbox: inbox_tx,
+            staged: Vec::new(),
+            batching: false,
+            staged_link_change: false,
+            writes: Default::default(),
+            failed: false,
+            outbox_depth: outbox_depth.clone(),
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");
@@ -302,6 +341,9 @@ impl Node {
             accept,
             http_stop: Some(http_stop_tx),
             faults: options.faults,
+            inbox: std::sync::Mutex::new(inbox_rx),
+            transport,
+            outbox_depth,
         })
     }
 }
@@ -319,6 +361,9 @@ pub struct NodeHandle {
     accept: JoinHandle<()>,
     http_stop: Option<oneshot::Sender<()>>,
     faults: Option<Arc<FaultControl>>,
+    inbox: std::sync::Mutex<Option<Inbox>>,
+    transport: Arc<Transport>,
+    outbox_depth: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How long [`NodeHandle::shutdown`] waits for the graceful leave.
@@ -368,6 +413,18 @@ impl NodeHandle {
     /// Routed deliveries (probes received, acks, expiries) from now on.
     pub fn deliveries(&self) -> broadcast::Receiver<Delivery> {
         self.deliveries.subscribe()
+    }
+
+    /// AT_LEAST_ONCE and BROADCAST messages published here and not yet
+    /// acknowledged by every destination.
+    pub fn outbox_depth(&self) -> usize {
+        self.outbox_depth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The reliable inbox, once (see [`Inbox`]); `None` if the node was not
+    /// started with [`Node::start_with_inbox`] or it was taken already.
+    pub fn take_inbox(&self) -> Option<Inbox> {
+        self.inbox.lock().ok().and_then(|mut i| i.take())
     }
 
     /// Sends an at-least-once test probe to `dst` over the best route; its
@@ -432,6 +489,22 @@ impl NodeHandle {
     /// The fault injector under this node's socket, if it was started with one.
     pub fn faults(&self) -> Option<&Arc<FaultControl>> {
         self.faults.as_ref()
+    }
+
+    /// Stops the node at once, as a crash would: no leave announcement, no
+    /// flush, nothing written after the last completed commit (for
+    /// restart tests). The only courtesy is closing the QUIC endpoint, so
+    /// peers notice now rather than after the idle timeout and the data
+    /// directory can be opened again as soon as this returns.
+    pub async fn crash(mut self) {
+        self.task.abort();
+        self.accept.abort();
+        // Waiting for the aborted task drops the actor and its database.
+        let _ = (&mut self.task).await;
+        self.transport.close();
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Leaves the federation gracefully (peers see it as left, not dead)

@@ -483,6 +483,14 @@ impl Sim {
             Output::Persist(Persist::QuorumVotes(v)) => self.nodes[node].quorum_votes.extend(v),
             // The simulator keeps no vote logs (core tests check them).
             Output::Persist(Persist::VoteLog { .. }) => {}
+            // The simulator's nodes restart without data-path state.
+            Output::Persist(
+                Persist::OutboxAdd(_)
+                | Persist::OutboxAck { .. }
+                | Persist::NextMessageId(_)
+                | Persist::NextSeq { .. }
+                | Persist::DedupWindow { .. },
+            ) => {}
         }
     }
 

@@ -91,6 +91,7 @@ impl Db {
             Ok(())
         })?;
         me.votes().create_table().map_err(|e| me.table_err(e))?;
+        super::delivery_state::init(&me.db).map_err(|e| me.table_err(e))?;
         Ok(me)
     }
 
@@ -190,6 +191,19 @@ impl Db {
             .into_iter()
             .filter(|v| v.vote.round.kind != VoteKind::RosterChange)
             .collect())
+    }
+
+    /// The data path's stored state (outbox, counters, dedup windows).
+    pub fn delivery_state(&self) -> Result<crate::proto::core::DataState, DbError> {
+        super::delivery_state::load(&self.db).map_err(|e| self.table_err(e))
+    }
+
+    /// Writes a batch of data-path state in one durable transaction.
+    pub fn commit_delivery(
+        &self,
+        writes: &mut super::delivery_state::DeliveryWrites,
+    ) -> Result<(), DbError> {
+        writes.commit(&self.db).map_err(|e| self.table_err(e))
     }
 
     /// Every roster-change vote this node signed (delivery votes are read

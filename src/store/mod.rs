@@ -5,6 +5,7 @@ pub mod bounded;
 pub mod db;
 pub mod dedup;
 pub mod delivery_error;
+pub mod delivery_state;
 pub mod genesis;
 pub mod keys;
 pub mod outbox;

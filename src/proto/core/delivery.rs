@@ -13,9 +13,10 @@
 //! message only after handing it to its subscribers ([`Delivery::Message`]
 //! comes before the ack in the outputs, which the actor carries out in order).
 //!
-//! Not yet here: persisting the outbox, the dedup windows and the sequence
-//! counters (so this survives no restart yet) and causal order. The quorum
-//! guarantees are carried out in `quorum.rs`.
+//! Everything a restart must keep is asked for with `Persist` outputs
+//! placed before the sends and hand-offs that depend on it (see
+//! [`super::durable`]). The quorum guarantees are carried out in
+//! `quorum.rs`. Not yet here: causal order.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::proto::delivery::{
 use crate::proto::queue::QueueName;
 use crate::proto::topology::RoutedPayload;
 
+use super::durable::{DataState, OutboxEntry, PendingDest};
 use super::routing::Delivery;
 use super::*;
 
@@ -66,6 +68,42 @@ impl Default for DataPath {
             next_seq: BTreeMap::new(),
             seqs: BTreeMap::new(),
             counters: DataCounters::default(),
+        }
+    }
+}
+
+impl DataPath {
+    /// Takes back the state stored through the `Persist` outputs.
+    pub(super) fn restore(&mut self, state: DataState, rng: &mut rand::rngs::StdRng) {
+        self.next_id = self.next_id.max(state.next_id);
+        for (dest, next) in state.next_seq {
+            let n = self.next_seq.entry(dest).or_insert(1);
+            *n = (*n).max(next);
+        }
+        for (origin, window) in state.dedup {
+            self.dedup.restore(origin, window);
+        }
+        for entry in state.outbox {
+            let key = entry.envelope.key;
+            // Defensive: counters never fall behind what the outbox used.
+            self.next_id = self.next_id.max(key.id.saturating_add(1));
+            for d in &entry.dests {
+                let n = self.next_seq.entry(d.to).or_insert(1);
+                *n = (*n).max(d.seq.saturating_add(1));
+                if !d.acked {
+                    self.seqs.insert((key, d.to), d.seq);
+                }
+            }
+            let dests = entry.dests.iter().map(|d| (d.to, d.acked));
+            // The immediate sends are dropped: there are no routes at start,
+            // and the first timeout resends them.
+            if self
+                .outbox
+                .restore(Millis::ZERO, entry.envelope, dests, rng)
+                .is_err()
+            {
+                self.counters.refused += 1;
+            }
         }
     }
 }
@@ -114,33 +152,46 @@ impl Core {
         };
         if guarantee.vote_kind().is_some() {
             self.data.next_id += 1;
+            // The id names the quorum slot: never reused after a restart.
+            out.push(Output::Persist(Persist::NextMessageId(self.data.next_id)));
             self.data.counters.published += 1;
             return self.publish_quorum(now, envelope, out);
         }
         let dests: Vec<ClusterId> = self.queues.subscribers(&name).collect();
         self.data.next_id += 1;
+        // Ids are never reused, so a late ack of an old id cannot
+        // acknowledge a new message after a restart.
+        out.push(Output::Persist(Persist::NextMessageId(self.data.next_id)));
+        if guarantee.needs_ack() && !dests.is_empty() {
+            return self.publish_acked(now, key, envelope, dests, out);
+        }
         self.data.counters.published += 1;
         out.push(Output::Deliver(Delivery::Published {
             key,
             dests: dests.clone(),
         }));
-        if dests.is_empty() {
-            return;
+        let bytes = envelope.encode();
+        for d in dests {
+            self.originate(
+                d,
+                RoutedPayload::Data {
+                    seq: 0,
+                    envelope: bytes.clone(),
+                },
+                out,
+            );
         }
-        if !guarantee.needs_ack() {
-            let bytes = envelope.encode();
-            for d in dests {
-                self.originate(
-                    d,
-                    RoutedPayload::Data {
-                        seq: 0,
-                        envelope: bytes.clone(),
-                    },
-                    out,
-                );
-            }
-            return;
-        }
+    }
+
+    /// AT_LEAST_ONCE and BROADCAST: into the outbox, durably, then sent.
+    fn publish_acked(
+        &mut self,
+        now: Millis,
+        key: MessageKey,
+        envelope: Arc<Envelope>,
+        dests: Vec<ClusterId>,
+        out: &mut Vec<Output>,
+    ) {
         let with_rtt: Vec<(ClusterId, Option<std::time::Duration>)> = dests
             .iter()
             .map(|d| {
@@ -152,21 +203,44 @@ impl Core {
                 (*d, rtt)
             })
             .collect();
-        match self
+        let sends = match self
             .data
             .outbox
-            .enqueue(now, envelope, with_rtt, &mut self.rng)
+            .enqueue(now, envelope.clone(), with_rtt, &mut self.rng)
         {
-            Ok(sends) => {
-                for d in dests {
-                    let seq = self.data.next_seq.entry(d).or_insert(1);
-                    self.data.seqs.insert((key, d), *seq);
-                    *seq += 1;
-                }
-                self.send_data(sends, out);
+            Ok(sends) => sends,
+            Err(e) => {
+                out.push(Output::Deliver(Delivery::PublishRefused {
+                    topic: envelope.topic.as_str().to_owned(),
+                    reason: e.to_string(),
+                }));
+                return;
             }
-            Err(e) => refuse(e.to_string(), out),
+        };
+        let mut pending = Vec::with_capacity(dests.len());
+        for d in &dests {
+            let next = self.data.next_seq.entry(*d).or_insert(1);
+            let seq = *next;
+            *next += 1;
+            self.data.seqs.insert((key, *d), seq);
+            pending.push(PendingDest {
+                to: *d,
+                seq,
+                acked: false,
+            });
+            out.push(Output::Persist(Persist::NextSeq {
+                dest: *d,
+                next: seq + 1,
+            }));
         }
+        // Durable before Published and before the first transmission.
+        out.push(Output::Persist(Persist::OutboxAdd(OutboxEntry {
+            envelope,
+            dests: pending,
+        })));
+        self.data.counters.published += 1;
+        out.push(Output::Deliver(Delivery::Published { key, dests }));
+        self.send_data(sends, out);
     }
 
     fn send_data(&mut self, sends: Vec<Send>, out: &mut Vec<Output>) {
@@ -219,6 +293,14 @@ impl Core {
         }
         match self.data.dedup.observe(origin, seq) {
             Verdict::Fresh => {
+                // Durable with the hand-off, before the ack: after a restart
+                // the sender's retry is recognised and only acknowledged.
+                if let Some(w) = self.data.dedup.origin(&origin) {
+                    out.push(Output::Persist(Persist::DedupWindow {
+                        origin,
+                        window: w.clone(),
+                    }));
+                }
                 self.data.counters.delivered += 1;
                 out.push(Output::Deliver(Delivery::Message(envelope)));
             }
@@ -232,7 +314,7 @@ impl Core {
     }
 
     /// `from` acknowledged our message `id`.
-    pub(super) fn on_data_ack(&mut self, from: ClusterId, id: u64) {
+    pub(super) fn on_data_ack(&mut self, from: ClusterId, id: u64, out: &mut Vec<Output>) {
         let key = MessageKey {
             origin: self.own.id(),
             id,
@@ -240,6 +322,7 @@ impl Core {
         match self.data.outbox.ack(&key, &from) {
             AckOutcome::Acked | AckOutcome::Complete => {
                 self.data.seqs.remove(&(key, from));
+                out.push(Output::Persist(Persist::OutboxAck { key, dest: from }));
             }
             AckOutcome::AlreadyAcked | AckOutcome::Unknown => {}
         }

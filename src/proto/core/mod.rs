@@ -49,6 +49,7 @@ use crate::proto::wire::Frame;
 
 pub use delivery::DataCounters;
 pub use quorum::{Byzantine, QuorumOutcome, QuorumPathCounters};
+pub use durable::{DataState, OutboxEntry, PendingDest};
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
 /// The core's timers.
@@ -125,6 +126,36 @@ pub enum Persist {
         kind: u8,
         /// The record body (`LogEntry::encode`).
         body: Vec<u8>,
+    },
+    /// An AT_LEAST_ONCE or BROADCAST message entered the outbox. It must be
+    /// durable before the message is first sent (and before it is reported
+    /// published); hand it back with [`Core::with_data_state`].
+    OutboxAdd(OutboxEntry),
+    /// `dest` acknowledged the outbox message `key`; the stored message is
+    /// deleted once every destination has.
+    OutboxAck {
+        /// The message.
+        key: crate::proto::delivery::MessageKey,
+        /// The destination that acknowledged it.
+        dest: ClusterId,
+    },
+    /// The next message id this node publishes with (ids are never reused).
+    NextMessageId(u64),
+    /// The next sequence number towards `dest` (never reused).
+    NextSeq {
+        /// The destination.
+        dest: ClusterId,
+        /// Its next sequence number.
+        next: u64,
+    },
+    /// An origin's receiver dedup window after a fresh message. It must be
+    /// durable, together with the hand-off to the subscriber, before the
+    /// message is acknowledged; only the latest per origin matters.
+    DedupWindow {
+        /// The origin.
+        origin: ClusterId,
+        /// Its window.
+        window: crate::proto::delivery::OriginWindow,
     },
 }
 
@@ -414,6 +445,7 @@ impl Core {
 
 mod connections;
 mod delivery;
+mod durable;
 mod frames;
 mod heartbeats;
 mod lifecycle;

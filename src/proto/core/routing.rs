@@ -296,12 +296,12 @@ impl Core {
                 self.originate(origin, RoutedPayload::ProbeAck { id, path }, out);
             }
             RoutedPayload::Data { seq, envelope } => self.on_data(origin, seq, envelope, out),
-            RoutedPayload::DataAck { id } => self.on_data_ack(origin, id),
             p @ (RoutedPayload::QuorumProposal { .. }
             | RoutedPayload::QuorumVotes { .. }
             | RoutedPayload::QuorumBatch { .. }
             | RoutedPayload::QuorumCertificate { .. }
             | RoutedPayload::QuorumEvidence { .. }) => self.on_quorum(origin, p, out),
+            RoutedPayload::DataAck { id } => self.on_data_ack(origin, id, out),
             RoutedPayload::ProbeAck { id, path } => {
                 // Only the probe's destination may acknowledge it.
                 let ours = self.probes.dst_of(id) == Some(origin);

@@ -1,0 +1,240 @@
+//! The data path's durable state as one unit: the outbox ([`super::outbox`]),
+//! the dedup windows ([`super::dedup`]) and the id and sequence counters
+//! (table `delivery_counters` here), written by group commit.
+//!
+//! Table `delivery_counters`: key `"next_id"` → the next message id, or
+//! `"seq/" | dest:32` → the next sequence number towards `dest`.
+//!
+//! [`DeliveryWrites`] collects the core's data-path `Persist` outputs of
+//! one or more `Core::handle` calls and writes them in ONE redb write
+//! transaction: one fsync for a whole batch instead of one per message.
+//! Counters and dedup windows are coalesced (only the latest value per key
+//! is written); an outbox message added and fully acknowledged within the
+//! same batch (a local subscriber) never touches the table.
+
+use std::collections::BTreeMap;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::delivery_error::DeliveryStoreError;
+use crate::proto::core::{DataState, OutboxEntry, Persist};
+use crate::proto::delivery::{MessageKey, OriginWindow};
+use crate::proto::identity::ClusterId;
+
+const COUNTERS: TableDefinition<&[u8], u64> = TableDefinition::new("delivery_counters");
+const NEXT_ID: &[u8] = b"next_id";
+const SEQ_PREFIX: &[u8] = b"seq/";
+
+fn seq_key(dest: &ClusterId) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..4].copy_from_slice(SEQ_PREFIX);
+    k[4..].copy_from_slice(&dest.0);
+    k
+}
+
+/// Creates the data path's tables if needed (call once at startup).
+pub fn init(db: &Database) -> Result<(), DeliveryStoreError> {
+    super::outbox::init(db)?;
+    let txn = db.begin_write()?;
+    txn.open_table(COUNTERS)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Reads everything back (at startup, for `Core::with_data_state`).
+pub fn load(db: &Database) -> Result<DataState, DeliveryStoreError> {
+    let mut state = DataState {
+        outbox: super::outbox::load(db)?,
+        dedup: super::dedup::load(db)?,
+        ..DataState::default()
+    };
+    let txn = db.begin_read()?;
+    let t = match txn.open_table(COUNTERS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(state),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in t.iter()? {
+        let (k, v) = entry?;
+        let (k, v) = (k.value(), v.value());
+        if k == NEXT_ID {
+            state.next_id = v;
+        } else if let Some(dest) = k.strip_prefix(SEQ_PREFIX)
+            && let Ok(dest) = <[u8; 32]>::try_from(dest)
+        {
+            state.next_seq.push((ClusterId(dest), v));
+        } else {
+            return Err(DeliveryStoreError::Corrupt {
+                table: "delivery_counters",
+                reason: format!("unknown key of {} bytes", k.len()),
+            });
+        }
+    }
+    Ok(state)
+}
+
+/// Data-path writes waiting for one group commit.
+#[derive(Debug, Default)]
+pub struct DeliveryWrites {
+    adds: Vec<OutboxEntry>,
+    acks: Vec<(MessageKey, ClusterId)>,
+    next_id: Option<u64>,
+    next_seq: BTreeMap<ClusterId, u64>,
+    dedup: BTreeMap<ClusterId, OriginWindow>,
+}
+
+impl DeliveryWrites {
+    /// Takes a data-path `Persist` into the batch; any other is handed back.
+    pub fn take(&mut self, p: Persist) -> Option<Persist> {
+        match p {
+            Persist::OutboxAdd(e) => self.adds.push(e),
+            Persist::OutboxAck { key, dest } => self.acks.push((key, dest)),
+            Persist::NextMessageId(n) => self.next_id = Some(self.next_id.unwrap_or(0).max(n)),
+            Persist::NextSeq { dest, next } => {
+                let n = self.next_seq.entry(dest).or_insert(next);
+                *n = (*n).max(next);
+            }
+            Persist::DedupWindow { origin, window } => {
+                self.dedup.insert(origin, window);
+            }
+            other => return Some(other),
+        }
+        None
+    }
+
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.adds.is_empty()
+            && self.acks.is_empty()
+            && self.next_id.is_none()
+            && self.next_seq.is_empty()
+            && self.dedup.is_empty()
+    }
+
+    /// Writes the batch in one durable transaction and empties it. On an
+    /// error nothing of the batch is stored (and the batch is dropped).
+    pub fn commit(&mut self, db: &Database) -> Result<(), DeliveryStoreError> {
+        let mut batch = std::mem::take(self);
+        // Acks of messages added in this batch are applied before writing.
+        let mut acks = Vec::with_capacity(batch.acks.len());
+        for (key, dest) in batch.acks.drain(..) {
+            match batch.adds.iter_mut().find(|e| e.envelope.key == key) {
+                Some(e) => e
+                    .dests
+                    .iter_mut()
+                    .filter(|d| d.to == dest)
+                    .for_each(|d| d.acked = true),
+                None => acks.push((key, dest)),
+            }
+        }
+        batch.adds.retain(|e| e.dests.iter().any(|d| !d.acked));
+        let txn = db.begin_write()?;
+        super::outbox::put_in(&txn, &batch.adds)?;
+        super::outbox::ack_in(&txn, &acks)?;
+        {
+            let mut t = txn.open_table(COUNTERS)?;
+            if let Some(n) = batch.next_id {
+                t.insert(NEXT_ID, n)?;
+            }
+            for (dest, n) in &batch.next_seq {
+                t.insert(seq_key(dest).as_slice(), *n)?;
+            }
+        }
+        let windows: Vec<(ClusterId, &OriginWindow)> =
+            batch.dedup.iter().map(|(o, w)| (*o, w)).collect();
+        super::dedup::save_in(&txn, &windows)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::proto::core::PendingDest;
+    use crate::proto::delivery::{Envelope, Guarantee};
+    use crate::proto::queue::QueueName;
+
+    fn entry(id: u64, dests: &[ClusterId]) -> OutboxEntry {
+        let key = MessageKey {
+            origin: ClusterId([1; 32]),
+            id,
+        };
+        let q = QueueName::new("q").unwrap();
+        OutboxEntry {
+            envelope: Arc::new(
+                Envelope::new(key, q, Guarantee::AtLeastOnce, vec![], None).unwrap(),
+            ),
+            dests: dests
+                .iter()
+                .map(|d| PendingDest {
+                    to: *d,
+                    seq: id,
+                    acked: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn one_commit_coalesces_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let (a, b) = (ClusterId([2; 32]), ClusterId([3; 32]));
+        let window = OriginWindow {
+            floor: 7,
+            above: [9].into(),
+        };
+        {
+            let db = Database::create(&path).unwrap();
+            init(&db).unwrap();
+            let mut w = DeliveryWrites::default();
+            assert!(w.is_empty());
+            for p in [
+                Persist::NextMessageId(2),
+                Persist::NextMessageId(4),
+                Persist::NextSeq { dest: a, next: 3 },
+                Persist::OutboxAdd(entry(1, &[a])),
+                Persist::OutboxAdd(entry(2, &[a, b])),
+                Persist::OutboxAdd(entry(3, &[b])),
+                // Message 1 completes inside the batch; 2 half; 3 later.
+                Persist::OutboxAck {
+                    key: entry(1, &[]).envelope.key,
+                    dest: a,
+                },
+                Persist::OutboxAck {
+                    key: entry(2, &[]).envelope.key,
+                    dest: b,
+                },
+                Persist::DedupWindow {
+                    origin: b,
+                    window: OriginWindow::default(),
+                },
+                Persist::DedupWindow {
+                    origin: b,
+                    window: window.clone(),
+                },
+            ] {
+                assert!(w.take(p).is_none());
+            }
+            assert!(w.take(Persist::Incarnation(1)).is_some());
+            w.commit(&db).unwrap();
+            assert!(w.is_empty());
+            w.take(Persist::OutboxAck {
+                key: entry(3, &[]).envelope.key,
+                dest: b,
+            });
+            w.commit(&db).unwrap();
+        }
+        let db = Database::create(&path).unwrap();
+        let s = load(&db).unwrap();
+        assert_eq!(s.next_id, 4);
+        assert_eq!(s.next_seq, [(a, 3)]);
+        assert_eq!(s.dedup, [(b, window)]);
+        let mut want = entry(2, &[a, b]);
+        want.dests[1].acked = true;
+        assert_eq!(s.outbox, [want]);
+    }
+}
