@@ -102,6 +102,7 @@ fn snapshot() -> StatusSnapshot {
         routing: RoutingStats::default(),
         graph: vec![],
         recent: vec![],
+        queues: vec![],
         roster: Default::default(),
     }
 }

@@ -12,6 +12,7 @@ use crate::http::MemberState;
 use crate::net::FaultControl;
 use crate::node::{Node, NodeHandle, NodeOptions};
 use crate::proto::ClusterId;
+use crate::proto::queue::{Pattern, QueueName, matches};
 use crate::proto::roster::Roster;
 use crate::testkit::mesh::{fast_link_failure, local_config, write_cluster_files};
 
@@ -158,6 +159,36 @@ impl Demo {
         self.nodes.len() == self.ids.len()
             && (0..self.nodes.len())
                 .all(|a| (0..self.ids.len()).all(|b| self.state(a, b) == Some(MemberState::Alive)))
+    }
+
+    /// Waits (until `deadline`) for the seed to know `count` clusters
+    /// subscribed to a pattern matching `topic`; returns how many it knows.
+    pub async fn wait_for_subscribers(
+        &self,
+        topic: &str,
+        count: usize,
+        deadline: std::time::Instant,
+    ) -> usize {
+        let Ok(name) = QueueName::new(topic) else {
+            return 0;
+        };
+        let known = || {
+            self.nodes.first().map_or(0, |n| {
+                n.status()
+                    .queues
+                    .iter()
+                    .filter(|c| {
+                        c.subscriptions
+                            .iter()
+                            .filter_map(|p| Pattern::new(p).ok())
+                            .any(|p| matches(&p, &name))
+                    })
+                    .count()
+            })
+        };
+        let within = deadline.saturating_duration_since(std::time::Instant::now());
+        progress::until(within, || known() >= count).await;
+        known()
     }
 
     /// The roster name of `id`, or its short hex.

@@ -37,8 +37,8 @@ pub use client::{
 };
 pub use roster::{RosterMember, RosterProposer, RosterStatus, render_progress, render_roster};
 pub use status::{
-    GraphEdge, LinkStatus, MemberState, MemberStatus, NodeStatus, RecentEvent, RecentKind,
-    RouteStatus, RoutingStats, StatusSnapshot, render_status_table,
+    ClusterQueues, GraphEdge, LinkStatus, MemberState, MemberStatus, NodeStatus, RecentEvent,
+    RecentKind, RouteStatus, RoutingStats, StatusSnapshot, render_status_table,
 };
 
 /// Builds the [`StatusSnapshot`] served at `GET /status`.

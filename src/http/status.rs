@@ -37,6 +37,25 @@ pub struct StatusSnapshot {
     /// nodes).
     #[serde(default)]
     pub recent: Vec<RecentEvent>,
+    /// The queues each cluster hosts and the topic patterns it subscribes
+    /// to, as this node learned them from the signed records (absent from
+    /// older nodes).
+    #[serde(default)]
+    pub queues: Vec<ClusterQueues>,
+}
+
+/// One cluster's advertised queues and subscriptions, as shown in a
+/// [`StatusSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterQueues {
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// Its name in the roster, if any.
+    pub name: Option<String>,
+    /// Queues it hosts.
+    pub hosts: Vec<String>,
+    /// Topic patterns it subscribes to (AMQP style: `*` one segment, `#` any).
+    pub subscriptions: Vec<String>,
 }
 
 /// One undirected edge of the link graph, as shown in a [`StatusSnapshot`].

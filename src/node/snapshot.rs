@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use crate::http::{
-    GraphEdge, LinkStatus, MemberState, MemberStatus, NodeStatus, RosterMember, RosterStatus,
-    RouteStatus, RoutingStats, StatusSnapshot,
+    ClusterQueues, GraphEdge, LinkStatus, MemberState, MemberStatus, NodeStatus, RosterMember,
+    RosterStatus, RouteStatus, RoutingStats, StatusSnapshot,
 };
 use crate::proto::core::Core;
 use crate::proto::membership::failure::MemberState as CoreState;
@@ -23,6 +23,27 @@ fn state(s: CoreState) -> MemberState {
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// Every cluster's advertised queues and subscriptions.
+fn queues(core: &Core) -> Vec<ClusterQueues> {
+    let registry = core.queue_registry();
+    let roster = core.roster();
+    registry
+        .clusters()
+        .map(|cluster| ClusterQueues {
+            cluster,
+            name: roster.member(&cluster).map(|m| m.name.clone()),
+            hosts: registry
+                .hosted_by(&cluster)
+                .map(|q| q.as_str().to_owned())
+                .collect(),
+            subscriptions: registry
+                .subscriptions_of(&cluster)
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        })
+        .collect()
 }
 
 /// The snapshot of `core` at `now`.
@@ -88,6 +109,7 @@ pub fn snapshot(core: &Core, now: Millis, listen: SocketAddr, uptime_s: u64) -> 
             .collect(),
         // Kept by the node, not the core: filled in by the caller.
         recent: Vec::new(),
+        queues: queues(core),
     }
 }
 

@@ -48,8 +48,8 @@ use crate::proto::vote::SignedVote;
 use crate::proto::wire::Frame;
 
 pub use delivery::DataCounters;
-pub use quorum::{Byzantine, QuorumOutcome, QuorumPathCounters};
 pub use durable::{DataState, OutboxEntry, PendingDest};
+pub use quorum::{Byzantine, QuorumOutcome, QuorumPathCounters};
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
 /// The core's timers.

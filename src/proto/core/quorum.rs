@@ -164,7 +164,8 @@ impl QuorumPath {
     }
 }
 
-fn log_record(entry: LogEntry) -> Output {
+/// A record for this node's vote log, as a `Persist` output.
+pub(super) fn log_record(entry: LogEntry) -> Output {
     Output::Persist(Persist::VoteLog {
         kind: entry.kind(),
         body: entry.encode(),

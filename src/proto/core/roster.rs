@@ -299,6 +299,11 @@ impl Core {
         self.own.set_roster_epoch(e.roster.epoch());
         self.quorum_roster(e.roster.clone());
         out.push(Output::Persist(Persist::RosterEpoch(Box::new(e.clone()))));
+        // The vote log carries every epoch so that `fedmesh verify` can check
+        // later votes with the weights they were cast under.
+        out.push(super::quorum::log_record(
+            crate::proto::log_entry::LogEntry::Roster(e.clone()),
+        ));
         out.push(Output::Event(Event::RosterEpoch {
             epoch: e.roster.epoch(),
             members: e
