@@ -319,6 +319,7 @@ async fn names_are_shown_as_text_never_as_markup() {
             kind: RecentKind::Evidence,
             summary: format!("{hostile} equivocated"),
         }],
+        delivery: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = serve(

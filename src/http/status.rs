@@ -37,6 +37,9 @@ pub struct StatusSnapshot {
     /// nodes).
     #[serde(default)]
     pub recent: Vec<RecentEvent>,
+    /// Counters of publishing and delivering (absent from older nodes).
+    #[serde(default)]
+    pub delivery: super::delivery_stats::DeliveryStats,
 }
 
 /// One undirected edge of the link graph, as shown in a [`StatusSnapshot`].

@@ -32,6 +32,9 @@ pub enum Request {
     Command(Command),
     /// Propose a roster change; answered with its first progress.
     ProposeRoster(RosterChange, oneshot::Sender<Progress>),
+    /// A publish command, answered with its [`Delivery::Published`] or
+    /// [`Delivery::PublishRefused`] (a refusal wins if both come).
+    Publish(Command, oneshot::Sender<Delivery>),
 }
 
 /// A connection attempt's outcome, from the accept loop or a dial task.
@@ -75,6 +78,8 @@ pub struct Actor {
     pub(crate) roster_progress: Option<Progress>,
     /// Notable events for the status page.
     pub(crate) recent: crate::node::recent::RecentLog,
+    /// The answer to the publish command being handled.
+    pub(crate) publish_answer: Option<Delivery>,
 }
 
 /// An error with its causes, for log lines that must say why.
@@ -126,6 +131,18 @@ impl Actor {
                                 reason: "the node reported no progress".into(),
                             });
                             let _ = reply.send(first);
+                            continue;
+                        }
+                        Some(Request::Publish(c, reply)) => {
+                            self.publish_answer = None;
+                            self.input(Input::Command(c)).await;
+                            let answer = self.publish_answer.take().unwrap_or_else(|| {
+                                Delivery::PublishRefused {
+                                    topic: String::new(),
+                                    reason: "the node gave no answer".into(),
+                                }
+                            });
+                            let _ = reply.send(answer);
                             continue;
                         }
                         Some(Request::Shutdown(done)) => Some(done),
@@ -325,6 +342,13 @@ impl Actor {
                 }
                 Output::Deliver(d) => {
                     tracing::debug!(delivery = ?d, "routed");
+                    if matches!(
+                        d,
+                        Delivery::Published { .. } | Delivery::PublishRefused { .. }
+                    ) && !matches!(self.publish_answer, Some(Delivery::PublishRefused { .. }))
+                    {
+                        self.publish_answer = Some(d.clone());
+                    }
                     let _ = self.deliveries.send(d);
                 }
                 Output::Persist(Persist::RosterEpoch(e)) => {

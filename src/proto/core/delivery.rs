@@ -51,6 +51,8 @@ pub struct DataCounters {
     pub published: u64,
     /// Messages handed to local subscribers.
     pub delivered: u64,
+    /// Of those, messages from another cluster (cross-cluster deliveries).
+    pub delivered_remote: u64,
     /// Duplicates received (re-acknowledged, not delivered again).
     pub duplicates: u64,
     /// Messages dropped: undecodable, or too far ahead of the dedup window.
@@ -82,6 +84,11 @@ impl Core {
         self.data.outbox.depth()
     }
 
+    /// Counters of the outbox (retries, refusals when full).
+    pub fn outbox_counters(&self) -> crate::proto::delivery::OutboxCounters {
+        self.data.outbox.counters()
+    }
+
     /// Counters of the data path.
     pub fn data_counters(&self) -> DataCounters {
         self.data.counters
@@ -93,6 +100,7 @@ impl Core {
         topic: String,
         guarantee: Guarantee,
         payload: Vec<u8>,
+        options: super::causal::PublishOptions,
         out: &mut Vec<Output>,
     ) {
         let refuse = |reason: String, out: &mut Vec<Output>| {
@@ -111,7 +119,11 @@ impl Core {
             origin: self.own.id(),
             id: self.data.next_id,
         };
-        let envelope = match Envelope::new(key, name.clone(), guarantee, payload, None) {
+        let clock = match self.causal_clock(&name, guarantee, options) {
+            Ok(c) => c,
+            Err(reason) => return refuse(reason, out),
+        };
+        let envelope = match Envelope::new(key, name.clone(), guarantee, payload, clock) {
             Ok(e) => Arc::new(e),
             Err(e) => return refuse(e.to_string(), out),
         };
@@ -156,6 +168,7 @@ impl Core {
             .enqueue(now, envelope, with_rtt, &mut self.rng)
         {
             Ok(sends) => {
+                self.causal_commit(&envelope);
                 for d in dests {
                     let seq = self.data.next_seq.entry(d).or_insert(1);
                     self.data.seqs.insert((key, d), *seq);
@@ -208,18 +221,17 @@ impl Core {
         let id = envelope.key.id;
         if seq == 0 {
             if !envelope.guarantee.needs_ack() {
-                self.data.counters.delivered += 1;
-                out.push(Output::Deliver(Delivery::Message(envelope)));
+                self.deliver_message(envelope, out);
             } else {
                 self.data.counters.refused += 1;
             }
             return;
         }
+        if !self.causal_admits(&envelope) {
+            return; // Not acknowledged: the sender retries.
+        }
         match self.data.dedup.observe(origin, seq) {
-            Verdict::Fresh => {
-                self.data.counters.delivered += 1;
-                out.push(Output::Deliver(Delivery::Message(envelope)));
-            }
+            Verdict::Fresh => self.deliver_message(envelope, out),
             Verdict::Duplicate => self.data.counters.duplicates += 1,
             Verdict::Ahead => {
                 self.data.counters.refused += 1;

@@ -47,6 +47,7 @@ use crate::proto::topology::probes::Probes;
 use crate::proto::vote::SignedVote;
 use crate::proto::wire::Frame;
 
+pub use causal::{CausalStats, MAX_CAUSAL_HELD, MAX_CAUSAL_TOPICS, PublishOptions};
 pub use delivery::DataCounters;
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
@@ -92,6 +93,17 @@ pub enum Command {
         guarantee: crate::proto::delivery::Guarantee,
         /// The application's bytes.
         payload: Vec<u8>,
+    },
+    /// [`Command::Publish`] with options (causal order).
+    PublishWith {
+        /// The topic (a queue name).
+        topic: String,
+        /// How it is delivered.
+        guarantee: crate::proto::delivery::Guarantee,
+        /// The application's bytes.
+        payload: Vec<u8>,
+        /// Options beyond the guarantee.
+        options: PublishOptions,
     },
 }
 
@@ -254,6 +266,7 @@ pub struct Core {
     roster_ticks: u64,
     queues: QueueRegistry,
     data: delivery::DataPath,
+    causal: causal::CausalState,
 }
 
 impl Core {
@@ -316,6 +329,7 @@ impl Core {
             roster_ticks: 0,
             queues: QueueRegistry::new(),
             data: delivery::DataPath::default(),
+            causal: causal::CausalState::default(),
         })
     }
 
@@ -380,12 +394,26 @@ impl Core {
                 topic,
                 guarantee,
                 payload,
-            }) => self.publish(now, topic, guarantee, payload, out),
+            }) => self.publish(
+                now,
+                topic,
+                guarantee,
+                payload,
+                PublishOptions::default(),
+                out,
+            ),
+            Input::Command(Command::PublishWith {
+                topic,
+                guarantee,
+                payload,
+                options,
+            }) => self.publish(now, topic, guarantee, payload, options, out),
         }
         self.after_input(now);
     }
 }
 
+mod causal;
 mod connections;
 mod delivery;
 mod frames;
