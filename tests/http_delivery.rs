@@ -93,7 +93,10 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
     let ids = support::write_keys_and_roster(root, 2, "http-delivery");
     let a = start(root, 0, vec![]).await;
     let b = start(root, 1, vec![a.local_addr()]).await;
-    let (admin_a, admin_b) = (a.admin_addr().expect("admin"), b.admin_addr().expect("admin"));
+    let (admin_a, admin_b) = (
+        a.admin_addr().expect("admin"),
+        b.admin_addr().expect("admin"),
+    );
 
     // The CLI subscriber on B; its first line says the subscription is in place.
     const N: usize = 20;
@@ -190,17 +193,32 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
 
     // `fedmesh send` prints the key and destinations.
     let out = Command::new(support::bin())
-        .args(["send", "--admin", &admin_a.to_string(), "--queue", "warm.up"])
+        .args([
+            "send",
+            "--admin",
+            &admin_a.to_string(),
+            "--queue",
+            "warm.up",
+        ])
         .args(["--guarantee", "at_least_once", "hello"])
         .output()
         .expect("run fedmesh send");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "send failed: {stdout}");
     assert!(stdout.contains(&format!("key {}/", ids[0])), "{stdout}");
-    assert!(stdout.contains(&format!("destinations 1: {}", ids[1].short())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("destinations 1: {}", ids[1].short())),
+        "{stdout}"
+    );
     // A refusal exits 1 and says why.
     let out = Command::new(support::bin())
-        .args(["send", "--admin", &admin_a.to_string(), "--queue", "orders.cli"])
+        .args([
+            "send",
+            "--admin",
+            &admin_a.to_string(),
+            "--queue",
+            "orders.cli",
+        ])
         .args(["--guarantee", "fire-and-forget", "--causal", "x"])
         .output()
         .expect("run fedmesh send");
@@ -209,20 +227,51 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
 
     // Clear 4xx answers.
     for (path, body, status, says) in [
-        ("/publish", r#"{"topic":"a..b","payload":"x"}"#, 400, "invalid topic"),
-        ("/publish", r#"{"topic":"a.b","guarantee":"exactly-once","payload":"x"}"#, 400, "unknown guarantee"),
+        (
+            "/publish",
+            r#"{"topic":"a..b","payload":"x"}"#,
+            400,
+            "invalid topic",
+        ),
+        (
+            "/publish",
+            r#"{"topic":"a.b","guarantee":"exactly-once","payload":"x"}"#,
+            400,
+            "unknown guarantee",
+        ),
         ("/publish", r#"{"topic":"a.b"}"#, 400, "give payload"),
-        ("/publish", r#"{"topic":"a.b","payload_base64":"!!"}"#, 400, "not base64"),
-        ("/publish", r#"{"topic":"a.b","guarantee":"byzantine-quorum","payload":"x"}"#, 409, "not available"),
-        ("/publish", r#"{"topic":"#,"#, 400, ""),
-        ("/queues", r#"{"name":"bad name"}"#, 400, "invalid queue name"),
+        (
+            "/publish",
+            r#"{"topic":"a.b","payload_base64":"!!"}"#,
+            400,
+            "not base64",
+        ),
+        (
+            "/publish",
+            r#"{"topic":"a.b","guarantee":"byzantine-quorum","payload":"x"}"#,
+            409,
+            "not available",
+        ),
+        ("/publish", "{\"topic\":", 400, ""),
+        (
+            "/queues",
+            r#"{"name":"bad name"}"#,
+            400,
+            "invalid queue name",
+        ),
         ("/queues", r#"{"name":"jobs.eu"}"#, 201, "jobs.eu"),
     ] {
         let (got, text) = raw(admin_a, "POST", path.into(), body.into()).await;
         assert_eq!(got, status, "{path} {body}: {text}");
         assert!(text.contains(says), "{path} {body}: {text}");
     }
-    let (got, text) = raw(admin_a, "GET", "/subscribe?pattern=a..b".into(), String::new()).await;
+    let (got, text) = raw(
+        admin_a,
+        "GET",
+        "/subscribe?pattern=a..b".into(),
+        String::new(),
+    )
+    .await;
     assert_eq!(got, 400, "{text}");
     assert!(text.contains("invalid pattern"), "{text}");
     let big = "x".repeat(fedmesh::http::delivery::MAX_API_BODY + 1);
@@ -235,7 +284,11 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
         let (_, body) = raw(admin_b, "GET", "/metrics".into(), String::new()).await;
         let delivered = sample(&body, CROSS_CLUSTER_DELIVERIES_TOTAL, &[]).unwrap_or(0.0);
         if delivered >= N as f64 {
-            for name in [FEDERATED_MESSAGES_TOTAL, OUTBOX_DEPTH, CONSENSUS_ROUNDS_STARTED_TOTAL] {
+            for name in [
+                FEDERATED_MESSAGES_TOTAL,
+                OUTBOX_DEPTH,
+                CONSENSUS_ROUNDS_STARTED_TOTAL,
+            ] {
                 assert!(sample(&body, name, &[]).is_some(), "{name} missing");
             }
             for result in ["succeeded", "failed"] {
@@ -246,12 +299,18 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
             }
             break;
         }
-        assert!(Instant::now() < deadline, "cross-cluster deliveries {delivered}");
+        assert!(
+            Instant::now() < deadline,
+            "cross-cluster deliveries {delivered}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
     }
     let status = b.status().delivery;
     assert!(status.delivered_remote >= N as u64, "{status:?}");
-    assert!(status.causal.delivered > 0 && status.causal.held == 0, "{status:?}");
+    assert!(
+        status.causal.delivered > 0 && status.causal.held == 0,
+        "{status:?}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -299,8 +358,12 @@ async fn an_observer_that_falls_behind_is_told_how_many_it_missed() {
     )
     .await
     .expect("serve");
-    let before = sample(&fedmesh::http::render_metrics(&metrics), SUBSCRIBE_MISSED_TOTAL, &[])
-        .unwrap_or(0.0);
+    let before = sample(
+        &fedmesh::http::render_metrics(&metrics),
+        SUBSCRIBE_MISSED_TOTAL,
+        &[],
+    )
+    .unwrap_or(0.0);
     let (lines_tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
         let stream = subscribe(addr, "t.#", TIMEOUT).expect("subscribe");
@@ -353,8 +416,12 @@ async fn an_observer_that_falls_behind_is_told_how_many_it_missed() {
         })
         .collect();
     assert_eq!(ids, [7, 8, 9, 10]);
-    let after = sample(&fedmesh::http::render_metrics(&metrics), SUBSCRIBE_MISSED_TOTAL, &[])
-        .unwrap_or(0.0);
+    let after = sample(
+        &fedmesh::http::render_metrics(&metrics),
+        SUBSCRIBE_MISSED_TOTAL,
+        &[],
+    )
+    .unwrap_or(0.0);
     assert!(after - before >= 6.0);
     drop(tx);
     let _ = stop_tx.send(());
