@@ -332,21 +332,23 @@ mod tests {
             || cores.iter().any(|c| c.outbox_depth() > 0)
         {
             steps += 1;
-            if steps > 200_000 {
+            if steps > 100_000 {
                 return Err("no progress".into());
             }
             let roll: f64 = rng.r#gen();
-            if deps.len() < sends && (in_flight.is_empty() || roll < 0.25) {
+            let sending = deps.len() < sends;
+            if sending && (in_flight.is_empty() || roll < 0.25) {
                 let p = rng.gen_range(0..n);
                 let m = deps.len();
                 deps.push(seen[p].iter().copied().collect());
                 let outs = publish(&mut cores[p], now, m, true);
                 observe(p, outs, &mut seen, &deps, &mut in_flight)?;
-            } else if in_flight.is_empty() || roll < 0.3 {
-                // Time passes: retransmissions of what was lost.
+            } else if in_flight.is_empty() || (sending && roll < 0.3) {
+                // Time passes: retransmissions of what was lost (only when
+                // nothing is in flight once all is sent, so the run ends).
                 now = now + Duration::from_millis(rng.gen_range(50..500));
-                for i in 0..n {
-                    let outs = cores[i].handle(now, Input::Timer(TimerId::Tick));
+                for (i, c) in cores.iter_mut().enumerate() {
+                    let outs = c.handle(now, Input::Timer(TimerId::Tick));
                     observe(i, outs, &mut seen, &deps, &mut in_flight)?;
                 }
             } else {
@@ -377,10 +379,10 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
+        #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
         fn causal_delivery_respects_happens_before_at_every_receiver(
-            seed in any::<u64>(), n in 2usize..5, sends in 1usize..40, lossy in any::<bool>(),
+            seed in any::<u64>(), n in 2usize..5, sends in 1usize..30, lossy in any::<bool>(),
         ) {
             let loss = if lossy { 0.2 } else { 0.0 };
             if let Err(e) = run(seed, n, sends, loss) {
@@ -392,6 +394,7 @@ mod tests {
     #[test]
     fn reordered_messages_are_held_back_and_causal_needs_an_ack() {
         let (mut cores, now) = line(2);
+        let remote_before = cores[1].data_counters().delivered_remote;
         // Core 0 publishes two causal messages; core 1 gets them reversed.
         let mut frames = Vec::new();
         for m in 0..2 {
@@ -420,7 +423,7 @@ mod tests {
         assert_eq!(got, [0, 1]);
         let s = cores[1].causal_stats();
         assert_eq!((s.delivered, s.held_back, s.held), (2, 1, 0));
-        assert_eq!(cores[1].data_counters().delivered_remote, 2);
+        assert_eq!(cores[1].data_counters().delivered_remote, remote_before + 2);
         assert_eq!(cores[0].causal_stats().stamped, 2);
 
         // Fire-and-forget cannot be causal.

@@ -165,7 +165,7 @@ impl Core {
         match self
             .data
             .outbox
-            .enqueue(now, envelope, with_rtt, &mut self.rng)
+            .enqueue(now, envelope.clone(), with_rtt, &mut self.rng)
         {
             Ok(sends) => {
                 self.causal_commit(&envelope);
