@@ -17,7 +17,7 @@ use fedmesh::http::delivery::{ApiFuture, DeliveryApi, PublishAnswer, PublishRequ
 use fedmesh::http::delivery_client::{publish, subscribe};
 use fedmesh::http::metrics::{
     CONSENSUS_ROUNDS_STARTED_TOTAL, CONSENSUS_ROUNDS_TOTAL, CROSS_CLUSTER_DELIVERIES_TOTAL,
-    FEDERATED_MESSAGES_TOTAL, OUTBOX_DEPTH, SUBSCRIBE_MISSED_TOTAL,
+    FEDERATED_MESSAGES_TOTAL, FEDERATION_LATENCY_SECONDS, OUTBOX_DEPTH, SUBSCRIBE_MISSED_TOTAL,
 };
 use fedmesh::http::subscribe::{MessageLine, StreamLine};
 use fedmesh::http::{AdminHooks, install_metrics, serve_admin};
@@ -283,7 +283,9 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
     loop {
         let (_, body) = raw(admin_b, "GET", "/metrics".into(), String::new()).await;
         let delivered = sample(&body, CROSS_CLUSTER_DELIVERIES_TOTAL, &[]).unwrap_or(0.0);
-        if delivered >= N as f64 {
+        let latency = format!("{FEDERATION_LATENCY_SECONDS}_count");
+        let acked = sample(&body, &latency, &[]).unwrap_or(0.0);
+        if delivered >= N as f64 && acked >= N as f64 {
             for name in [
                 FEDERATED_MESSAGES_TOTAL,
                 OUTBOX_DEPTH,

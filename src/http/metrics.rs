@@ -92,6 +92,9 @@ pub const CAUSAL_HELD_BACK_TOTAL: &str = "fedmesh_causal_held_back_total";
 /// Counter: messages refused (unacknowledged) because the causal hold-back
 /// buffer was full.
 pub const CAUSAL_OVERFLOW_TOTAL: &str = "fedmesh_causal_overflow_total";
+/// Counter: federation latency samples not recorded (more than the node
+/// keeps between two ticks).
+pub const LATENCY_SAMPLES_DROPPED_TOTAL: &str = "fedmesh_latency_samples_dropped_total";
 /// Counter: deliveries a `GET /subscribe` observer missed by falling behind.
 pub const SUBSCRIBE_MISSED_TOTAL: &str = "fedmesh_subscribe_missed_total";
 
@@ -314,6 +317,11 @@ fn describe_metrics() {
         Unit::Count,
         "Deliveries subscription observers missed by falling behind."
     );
+    describe_counter!(
+        LATENCY_SAMPLES_DROPPED_TOTAL,
+        Unit::Count,
+        "Federation latency samples not recorded."
+    );
     describe_histogram!(
         FEDERATION_LATENCY_SECONDS,
         Unit::Seconds,
@@ -349,4 +357,17 @@ pub fn record_delivery(d: &super::DeliveryStats) {
     counter!(CONSENSUS_ROUNDS_TOTAL, LABEL_RESULT => RESULT_SUCCEEDED).absolute(q.succeeded);
     counter!(CONSENSUS_ROUNDS_TOTAL, LABEL_RESULT => RESULT_FAILED).absolute(q.failed);
     counter!(BYZANTINE_FAULTS_DETECTED_TOTAL).absolute(q.byzantine_faults);
+}
+
+/// Records federation latency samples (publish to every acknowledgement)
+/// in [`FEDERATION_LATENCY_SECONDS`]; samples the node could not keep are
+/// counted in [`LATENCY_SAMPLES_DROPPED_TOTAL`].
+pub fn record_latency((samples, dropped): (Vec<Duration>, u64)) {
+    let h = metrics::histogram!(FEDERATION_LATENCY_SECONDS);
+    for s in samples {
+        h.record(s.as_secs_f64());
+    }
+    if dropped > 0 {
+        metrics::counter!(LATENCY_SAMPLES_DROPPED_TOTAL).increment(dropped);
+    }
 }

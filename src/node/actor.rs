@@ -174,6 +174,7 @@ impl Actor {
             self.input(Input::Rtt { peer, rtt }).await;
         }
         self.input(Input::Timer(TimerId::Tick)).await;
+        crate::http::metrics::record_latency(self.core.take_latency_samples());
         self.publish_status();
     }
 

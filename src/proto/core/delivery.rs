@@ -169,6 +169,7 @@ impl Core {
         {
             Ok(sends) => {
                 self.causal_commit(&envelope);
+                self.latency_sent(key);
                 for d in dests {
                     let seq = self.data.next_seq.entry(d).or_insert(1);
                     self.data.seqs.insert((key, d), *seq);
@@ -248,8 +249,12 @@ impl Core {
             id,
         };
         match self.data.outbox.ack(&key, &from) {
-            AckOutcome::Acked | AckOutcome::Complete => {
+            AckOutcome::Acked => {
                 self.data.seqs.remove(&(key, from));
+            }
+            AckOutcome::Complete => {
+                self.data.seqs.remove(&(key, from));
+                self.latency_acked(&key);
             }
             AckOutcome::AlreadyAcked | AckOutcome::Unknown => {}
         }

@@ -49,6 +49,7 @@ use crate::proto::wire::Frame;
 
 pub use causal::{CausalStats, MAX_CAUSAL_HELD, MAX_CAUSAL_TOPICS, PublishOptions};
 pub use delivery::DataCounters;
+pub use latency::MAX_LATENCY_SAMPLES;
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
 /// The core's timers.
@@ -267,6 +268,7 @@ pub struct Core {
     queues: QueueRegistry,
     data: delivery::DataPath,
     causal: causal::CausalState,
+    latency: latency::Latency,
 }
 
 impl Core {
@@ -330,6 +332,7 @@ impl Core {
             queues: QueueRegistry::new(),
             data: delivery::DataPath::default(),
             causal: causal::CausalState::default(),
+            latency: latency::Latency::default(),
         })
     }
 
@@ -352,6 +355,7 @@ impl Core {
         if !self.started {
             self.start(now, out);
         }
+        self.latency_clock(now);
         match input {
             Input::Start => {}
             Input::Timer(TimerId::Tick) => {
@@ -418,6 +422,7 @@ mod connections;
 mod delivery;
 mod frames;
 mod heartbeats;
+mod latency;
 mod lifecycle;
 mod own_record;
 mod queries;
