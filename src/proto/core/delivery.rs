@@ -13,9 +13,12 @@
 //! message only after handing it to its subscribers ([`Delivery::Message`]
 //! comes before the ack in the outputs, which the actor carries out in order).
 //!
+//! Causal order (messages published with `causal`) is in `causal.rs`,
+//! hooked in where a message is stamped, admitted and delivered.
+//!
 //! Not yet here: persisting the outbox, the dedup windows and the sequence
-//! counters (so this survives no restart yet), causal order, and the quorum
-//! guarantees (refused with [`Delivery::PublishRefused`]).
+//! counters (so this survives no restart yet), and the quorum guarantees
+//! (refused with [`Delivery::PublishRefused`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
