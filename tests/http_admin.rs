@@ -17,6 +17,9 @@ use fedmesh::http::{
 };
 use fedmesh::proto::{ClusterId, Identity, NetworkId};
 
+mod support;
+use support::prom::sample;
+
 const DEADLINE: Duration = Duration::from_secs(10);
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between two attempts of [`poll`].
@@ -104,6 +107,7 @@ fn snapshot() -> StatusSnapshot {
         recent: vec![],
         queues: vec![],
         roster: Default::default(),
+        delivery: Default::default(),
     }
 }
 
@@ -266,36 +270,6 @@ fn status_follows_the_provider() {
         4
     );
     server.stop();
-}
-
-/// The value of the sample `name{labels}` in Prometheus text format, where
-/// `labels` must all appear among the sample's labels.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, label_text) = match series.split_once('{') {
-                Some((m, rest)) => (m, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if metric != name {
-                return None;
-            }
-            let present: Vec<(&str, &str)> = label_text
-                .split(',')
-                .filter(|kv| !kv.is_empty())
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    Some((k, v.trim_matches('"')))
-                })
-                .collect();
-            labels
-                .iter()
-                .all(|l| present.contains(l))
-                .then(|| value.parse().ok())
-                .flatten()
-        })
 }
 
 #[test]

@@ -320,6 +320,7 @@ async fn names_are_shown_as_text_never_as_markup() {
             summary: format!("{hostile} equivocated"),
         }],
         queues: vec![],
+        delivery: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = serve(

@@ -8,7 +8,9 @@ pub mod roster;
 pub mod roster_admin;
 pub mod run;
 pub mod run_args;
+pub mod send;
 pub mod status;
+pub mod subscribe;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -42,6 +44,10 @@ pub enum Command {
     Join(run_args::JoinArgs),
     /// Show a running node's members and links through its admin endpoint.
     Status(status::StatusArgs),
+    /// Publish a message through a running node's admin endpoint.
+    Send(send::SendArgs),
+    /// Print the messages matching a pattern as a running node receives them.
+    Subscribe(subscribe::SubscribeArgs),
     /// Walk through a multi-cluster federation on 127.0.0.1 (joins, routing,
     /// partition, roster change, Byzantine evidence, verify).
     Demo(demo::DemoArgs),
@@ -82,5 +88,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Join(args) => run::run_node(args.resolve()?),
         Command::Status(args) => status::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Send(args) => send::run(args),
+        Command::Subscribe(args) => subscribe::run(args),
     }
 }

@@ -52,7 +52,7 @@ pub fn fetch_status_json(admin: SocketAddr, timeout: Duration) -> Result<String,
     request(admin, "/status", None, timeout)
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+pub(super) fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)

@@ -74,6 +74,30 @@ pub const FAILED_FEDERATION_ATTEMPTS_TOTAL: &str = "fedmesh_failed_federation_at
 /// delivery or decision, with buckets [`FEDERATION_LATENCY_BUCKETS`].
 pub const FEDERATION_LATENCY_SECONDS: &str = "fedmesh_federation_latency_seconds";
 
+/// Counter (MPREG name): quorum rounds this node started (finished ones
+/// are in [`CONSENSUS_ROUNDS_TOTAL`] by result).
+pub const CONSENSUS_ROUNDS_STARTED_TOTAL: &str = "fedmesh_consensus_rounds_started_total";
+/// Gauge (MPREG name): messages awaiting an acknowledgement in the outbox.
+pub const OUTBOX_DEPTH: &str = "fedmesh_outbox_depth";
+/// Counter: messages handed to this node's subscribers (its own included).
+pub const MESSAGES_DELIVERED_TOTAL: &str = "fedmesh_messages_delivered_total";
+/// Counter: duplicate messages received (acknowledged again, not delivered).
+pub const DUPLICATE_MESSAGES_TOTAL: &str = "fedmesh_duplicate_messages_total";
+/// Counter: messages received and refused (malformed, ahead of the dedup window).
+pub const REFUSED_MESSAGES_TOTAL: &str = "fedmesh_refused_messages_total";
+/// Gauge: causal messages held back now, waiting for predecessors.
+pub const CAUSAL_HELD: &str = "fedmesh_causal_held";
+/// Counter: causal messages that had to wait for a predecessor.
+pub const CAUSAL_HELD_BACK_TOTAL: &str = "fedmesh_causal_held_back_total";
+/// Counter: messages refused (unacknowledged) because the causal hold-back
+/// buffer was full.
+pub const CAUSAL_OVERFLOW_TOTAL: &str = "fedmesh_causal_overflow_total";
+/// Counter: federation latency samples not recorded (more than the node
+/// keeps between two ticks).
+pub const LATENCY_SAMPLES_DROPPED_TOTAL: &str = "fedmesh_latency_samples_dropped_total";
+/// Counter: deliveries a `GET /subscribe` observer missed by falling behind.
+pub const SUBSCRIBE_MISSED_TOTAL: &str = "fedmesh_subscribe_missed_total";
+
 /// Label of [`MEMBERS`]: the member state.
 pub const LABEL_STATE: &str = "state";
 /// Label of [`LINK_RTT_SECONDS`]: the peer's short cluster id.
@@ -248,6 +272,56 @@ fn describe_metrics() {
         Unit::Count,
         "Federation attempts that failed."
     );
+    describe_counter!(
+        CONSENSUS_ROUNDS_STARTED_TOTAL,
+        Unit::Count,
+        "Quorum rounds this node started."
+    );
+    describe_gauge!(
+        OUTBOX_DEPTH,
+        Unit::Count,
+        "Messages awaiting an acknowledgement."
+    );
+    describe_counter!(
+        MESSAGES_DELIVERED_TOTAL,
+        Unit::Count,
+        "Messages handed to this node's subscribers."
+    );
+    describe_counter!(
+        DUPLICATE_MESSAGES_TOTAL,
+        Unit::Count,
+        "Duplicate messages received."
+    );
+    describe_counter!(
+        REFUSED_MESSAGES_TOTAL,
+        Unit::Count,
+        "Messages received and refused."
+    );
+    describe_gauge!(
+        CAUSAL_HELD,
+        Unit::Count,
+        "Causal messages waiting for predecessors."
+    );
+    describe_counter!(
+        CAUSAL_HELD_BACK_TOTAL,
+        Unit::Count,
+        "Causal messages that had to wait for a predecessor."
+    );
+    describe_counter!(
+        CAUSAL_OVERFLOW_TOTAL,
+        Unit::Count,
+        "Messages refused because the causal hold-back buffer was full."
+    );
+    describe_counter!(
+        SUBSCRIBE_MISSED_TOTAL,
+        Unit::Count,
+        "Deliveries subscription observers missed by falling behind."
+    );
+    describe_counter!(
+        LATENCY_SAMPLES_DROPPED_TOTAL,
+        Unit::Count,
+        "Federation latency samples not recorded."
+    );
     describe_histogram!(
         FEDERATION_LATENCY_SECONDS,
         Unit::Seconds,
@@ -260,4 +334,40 @@ fn describe_metrics() {
 pub fn render_metrics(handle: &PrometheusHandle) -> String {
     handle.run_upkeep();
     handle.render()
+}
+
+/// Records the delivery counters of a status snapshot under their metric
+/// names (absolute values: the node's counters are the source of truth).
+pub fn record_delivery(d: &super::DeliveryStats) {
+    use metrics::{counter, gauge};
+    counter!(FEDERATED_MESSAGES_TOTAL).absolute(d.published);
+    counter!(CROSS_CLUSTER_DELIVERIES_TOTAL).absolute(d.delivered_remote);
+    // A retransmission is an attempt that was not acknowledged in time; a
+    // publish refused by a full outbox never got an attempt.
+    counter!(FAILED_FEDERATION_ATTEMPTS_TOTAL).absolute(d.retries.saturating_add(d.outbox_full));
+    gauge!(OUTBOX_DEPTH).set(d.outbox_depth as f64);
+    counter!(MESSAGES_DELIVERED_TOTAL).absolute(d.delivered);
+    counter!(DUPLICATE_MESSAGES_TOTAL).absolute(d.duplicates);
+    counter!(REFUSED_MESSAGES_TOTAL).absolute(d.refused);
+    gauge!(CAUSAL_HELD).set(d.causal.held as f64);
+    counter!(CAUSAL_HELD_BACK_TOTAL).absolute(d.causal.held_back);
+    counter!(CAUSAL_OVERFLOW_TOTAL).absolute(d.causal.overflow);
+    let q = &d.quorum;
+    counter!(CONSENSUS_ROUNDS_STARTED_TOTAL).absolute(q.started);
+    counter!(CONSENSUS_ROUNDS_TOTAL, LABEL_RESULT => RESULT_SUCCEEDED).absolute(q.succeeded);
+    counter!(CONSENSUS_ROUNDS_TOTAL, LABEL_RESULT => RESULT_FAILED).absolute(q.failed);
+    counter!(BYZANTINE_FAULTS_DETECTED_TOTAL).absolute(q.byzantine_faults);
+}
+
+/// Records federation latency samples (publish to every acknowledgement)
+/// in [`FEDERATION_LATENCY_SECONDS`]; samples the node could not keep are
+/// counted in [`LATENCY_SAMPLES_DROPPED_TOTAL`].
+pub fn record_latency((samples, dropped): (Vec<Duration>, u64)) {
+    let h = metrics::histogram!(FEDERATION_LATENCY_SECONDS);
+    for s in samples {
+        h.record(s.as_secs_f64());
+    }
+    if dropped > 0 {
+        metrics::counter!(LATENCY_SAMPLES_DROPPED_TOTAL).increment(dropped);
+    }
 }

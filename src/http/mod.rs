@@ -2,7 +2,9 @@
 //! [`page`]), `GET /status` (JSON [`StatusSnapshot`]),
 //! `GET /metrics` (Prometheus text format), `GET /health` (`ok`),
 //! `GET /roster` (JSON [`RosterStatus`]) and `POST /roster/propose` (a JSON
-//! roster change, e.g. `{"op":"set_weight","id":"<hex>","weight":3}`).
+//! roster change, e.g. `{"op":"set_weight","id":"<hex>","weight":3}`), and
+//! the delivery API: `POST /publish`, `POST /queues` ([`delivery`]) and
+//! `GET /subscribe?pattern=P` (an NDJSON stream, [`subscribe`]).
 //!
 //! It is plain HTTP without authentication, meant for loopback (the default
 //! address is `127.0.0.1:7800`); binding it elsewhere is logged as a warning.
@@ -12,10 +14,14 @@
 //! `tokio::sync::watch` channel can pass [`status_provider_from_watch`].
 
 pub mod client;
+pub mod delivery;
+pub mod delivery_client;
+pub mod delivery_stats;
 pub mod metrics;
 pub mod page;
 pub mod roster;
 pub mod status;
+pub mod subscribe;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +41,7 @@ pub use self::metrics::{install_metrics, render_metrics};
 pub use client::{
     ClientError, fetch_roster, fetch_status, fetch_status_json, parse_status, propose_roster_change,
 };
+pub use delivery_stats::{CausalStatus, DeliveryStats, QuorumStats};
 pub use roster::{RosterMember, RosterProposer, RosterStatus, render_progress, render_roster};
 pub use status::{
     ClusterQueues, GraphEdge, LinkStatus, MemberState, MemberStatus, NodeStatus, RecentEvent,
@@ -84,6 +91,17 @@ struct AdminState {
     provider: StatusProvider,
     metrics: PrometheusHandle,
     proposer: Option<RosterProposer>,
+    delivery: Option<delivery::SharedDeliveryApi>,
+}
+
+/// What the node answers beyond status and metrics; each route answers 503
+/// without its hook.
+#[derive(Clone, Default)]
+pub struct AdminHooks {
+    /// Answers `POST /roster/propose`.
+    pub proposer: Option<RosterProposer>,
+    /// Answers `POST /publish`, `POST /queues` and `GET /subscribe`.
+    pub delivery: Option<delivery::SharedDeliveryApi>,
 }
 
 /// The admin routes, for embedding in another axum server. [`serve`] is
@@ -99,6 +117,19 @@ pub fn router_with_roster(
     metrics: PrometheusHandle,
     proposer: Option<RosterProposer>,
 ) -> Router {
+    let hooks = AdminHooks {
+        proposer,
+        delivery: None,
+    };
+    router_with_hooks(provider, metrics, hooks)
+}
+
+/// Every admin route, answered by `hooks` where the node must act.
+pub fn router_with_hooks(
+    provider: StatusProvider,
+    metrics: PrometheusHandle,
+    hooks: AdminHooks,
+) -> Router {
     Router::new()
         .route("/", get(page::get_page))
         .route("/status", get(get_status))
@@ -106,10 +137,15 @@ pub fn router_with_roster(
         .route("/health", get(get_health))
         .route("/roster", get(get_roster))
         .route("/roster/propose", post(post_propose))
+        .route("/publish", post(delivery::post_publish))
+        .route("/queues", post(delivery::post_queue))
+        .route("/subscribe", get(subscribe::get_subscribe))
+        .layer(axum::extract::DefaultBodyLimit::max(delivery::MAX_API_BODY))
         .with_state(AdminState {
             provider,
             metrics,
-            proposer,
+            proposer: hooks.proposer,
+            delivery: hooks.delivery,
         })
 }
 
@@ -184,6 +220,24 @@ pub async fn serve_with_roster<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let hooks = AdminHooks {
+        proposer,
+        delivery: None,
+    };
+    serve_admin(addr, provider, metrics, hooks, shutdown).await
+}
+
+/// [`serve`] with every route the node answers through `hooks`.
+pub async fn serve_admin<F>(
+    addr: SocketAddr,
+    provider: StatusProvider,
+    metrics: PrometheusHandle,
+    hooks: AdminHooks,
+    shutdown: F,
+) -> Result<(SocketAddr, JoinHandle<Result<(), HttpError>>), HttpError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Bind { addr, source })?;
@@ -194,7 +248,7 @@ where
             "the admin endpoint has no authentication and listens beyond loopback"
         );
     }
-    let app = router_with_roster(provider, metrics, proposer);
+    let app = router_with_hooks(provider, metrics, hooks);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

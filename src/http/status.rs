@@ -42,6 +42,9 @@ pub struct StatusSnapshot {
     /// older nodes).
     #[serde(default)]
     pub queues: Vec<ClusterQueues>,
+    /// Counters of publishing and delivering (absent from older nodes).
+    #[serde(default)]
+    pub delivery: super::delivery_stats::DeliveryStats,
 }
 
 /// One cluster's advertised queues and subscriptions, as shown in a

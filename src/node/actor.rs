@@ -34,6 +34,9 @@ pub enum Request {
     Command(Command),
     /// Propose a roster change; answered with its first progress.
     ProposeRoster(RosterChange, oneshot::Sender<Progress>),
+    /// A publish command, answered with its [`Delivery::Published`] or
+    /// [`Delivery::PublishRefused`] (a refusal wins if both come).
+    Publish(Command, oneshot::Sender<Delivery>),
 }
 
 /// A connection attempt's outcome, from the accept loop or a dial task.
@@ -93,6 +96,8 @@ pub struct Actor {
     pub(crate) failed: bool,
     /// The outbox depth, published after every flush.
     pub(crate) outbox_depth: Arc<std::sync::atomic::AtomicUsize>,
+    /// The answer to the publish command being handled.
+    pub(crate) publish_answer: Option<Delivery>,
 }
 
 /// Most inputs fed to the core before their outputs are carried out with
@@ -227,6 +232,19 @@ impl Actor {
                 let _ = reply.send(first);
                 return false;
             }
+            Some(Request::Publish(c, reply)) => {
+                self.publish_answer = None;
+                self.input(Input::Command(c)).await;
+                let answer =
+                    self.publish_answer
+                        .take()
+                        .unwrap_or_else(|| Delivery::PublishRefused {
+                            topic: String::new(),
+                            reason: "the node gave no answer".into(),
+                        });
+                let _ = reply.send(answer);
+                return false;
+            }
             Some(Request::Shutdown(done)) => Some(done),
             None => None,
         };
@@ -253,6 +271,7 @@ impl Actor {
             self.input(Input::Rtt { peer, rtt }).await;
         }
         self.input(Input::Timer(TimerId::Tick)).await;
+        crate::http::metrics::record_latency(self.core.take_latency_samples());
         self.publish_status();
     }
 
@@ -489,6 +508,13 @@ impl Actor {
                 }
                 Output::Deliver(d) => {
                     tracing::debug!(delivery = ?d, "routed");
+                    if matches!(
+                        d,
+                        Delivery::Published { .. } | Delivery::PublishRefused { .. }
+                    ) && !matches!(self.publish_answer, Some(Delivery::PublishRefused { .. }))
+                    {
+                        self.publish_answer = Some(d.clone());
+                    }
                     let _ = self.deliveries.send(d);
                 }
                 Output::Persist(Persist::RosterEpoch(e)) => {

@@ -13,13 +13,16 @@
 //! ```
 
 mod actor;
+mod delivery_api;
 mod inbox;
 mod links;
+mod publish;
 pub mod recent;
 mod roster;
 mod snapshot;
 
 pub use inbox::{DEFAULT_INBOX_CAPACITY, Inbox, MIN_INBOX_CAPACITY};
+pub use publish::{PublishError, Published};
 pub use roster::{RosterChangeError, RosterProposal};
 
 use std::collections::HashMap;
@@ -276,16 +279,16 @@ impl Node {
                             .map_err(|e| e.to_string())
                     })
                 });
-                let (bound, _task) = crate::http::serve_with_roster(
-                    addr,
-                    provider,
-                    metrics,
-                    Some(proposer),
-                    async move {
+                let delivery = delivery_api::NodeDelivery::new(requests_tx.clone(), &deliveries);
+                let hooks = crate::http::AdminHooks {
+                    proposer: Some(proposer),
+                    delivery: Some(Arc::new(delivery)),
+                };
+                let (bound, _task) =
+                    crate::http::serve_admin(addr, provider, metrics, hooks, async move {
                         let _ = http_stop.await;
-                    },
-                )
-                .await?;
+                    })
+                    .await?;
                 tracing::info!(%bound, "admin endpoint listening");
                 Some(bound)
             }
@@ -326,6 +329,7 @@ impl Node {
             writes: Default::default(),
             failed: false,
             outbox_depth: outbox_depth.clone(),
+            publish_answer: None,
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use crate::http::{
-    ClusterQueues, GraphEdge, LinkStatus, MemberState, MemberStatus, NodeStatus, RosterMember,
-    RosterStatus, RouteStatus, RoutingStats, StatusSnapshot,
+    CausalStatus, ClusterQueues, DeliveryStats, GraphEdge, LinkStatus, MemberState, MemberStatus,
+    NodeStatus, QuorumStats, RosterMember, RosterStatus, RouteStatus, RoutingStats, StatusSnapshot,
 };
 use crate::proto::core::Core;
 use crate::proto::membership::failure::MemberState as CoreState;
@@ -110,6 +110,38 @@ pub fn snapshot(core: &Core, now: Millis, listen: SocketAddr, uptime_s: u64) -> 
         // Kept by the node, not the core: filled in by the caller.
         recent: Vec::new(),
         queues: queues(core),
+        delivery: delivery_stats(core),
+    }
+}
+
+fn delivery_stats(core: &Core) -> DeliveryStats {
+    let d = core.data_counters();
+    let o = core.outbox_counters();
+    let c = core.causal_stats();
+    let q = core.quorum_counters();
+    DeliveryStats {
+        published: d.published,
+        delivered: d.delivered,
+        delivered_remote: d.delivered_remote,
+        duplicates: d.duplicates,
+        refused: d.refused,
+        outbox_depth: core.outbox_depth() as u64,
+        retries: o.retries,
+        outbox_full: o.refused_full,
+        causal: CausalStatus {
+            stamped: c.stamped,
+            delivered: c.delivered,
+            held_back: c.held_back,
+            held: c.held,
+            overflow: c.overflow,
+            invalid: c.invalid,
+        },
+        quorum: QuorumStats {
+            started: q.started,
+            succeeded: q.accepted,
+            failed: q.rejected.saturating_add(q.timed_out),
+            byzantine_faults: q.equivocations.saturating_add(q.flagged_from_evidence),
+        },
     }
 }
 
@@ -166,6 +198,7 @@ pub fn record_gauges(snap: &StatusSnapshot) {
         metrics::gauge!(LINK_RTT_SECONDS, "peer" => l.peer.short()).set(l.rtt_ms / 1e3);
     }
     record_route_gauges(snap);
+    crate::http::metrics::record_delivery(&snap.delivery);
 }
 
 /// Publishes the routing gauges and counters of `snap`.

@@ -16,7 +16,9 @@
 //! Everything a restart must keep is asked for with `Persist` outputs
 //! placed before the sends and hand-offs that depend on it (see
 //! [`super::durable`]). The quorum guarantees are carried out in
-//! `quorum.rs`. Not yet here: causal order.
+//! `quorum.rs`. Causal order (messages published with `causal`) is in
+//! `causal.rs`, hooked in where a message is stamped, admitted and
+//! delivered; messages held back for causal order are kept in memory only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,6 +55,8 @@ pub struct DataCounters {
     pub published: u64,
     /// Messages handed to local subscribers.
     pub delivered: u64,
+    /// Of those, messages from another cluster (cross-cluster deliveries).
+    pub delivered_remote: u64,
     /// Duplicates received (re-acknowledged, not delivered again).
     pub duplicates: u64,
     /// Messages dropped: undecodable, or too far ahead of the dedup window.
@@ -120,6 +124,11 @@ impl Core {
         self.data.outbox.depth()
     }
 
+    /// Counters of the outbox (retries, refusals when full).
+    pub fn outbox_counters(&self) -> crate::proto::delivery::OutboxCounters {
+        self.data.outbox.counters()
+    }
+
     /// Counters of the data path.
     pub fn data_counters(&self) -> DataCounters {
         self.data.counters
@@ -131,6 +140,7 @@ impl Core {
         topic: String,
         guarantee: Guarantee,
         payload: Vec<u8>,
+        options: super::causal::PublishOptions,
         out: &mut Vec<Output>,
     ) {
         let refuse = |reason: String, out: &mut Vec<Output>| {
@@ -146,7 +156,11 @@ impl Core {
             origin: self.own.id(),
             id: self.data.next_id,
         };
-        let envelope = match Envelope::new(key, name.clone(), guarantee, payload, None) {
+        let clock = match self.causal_clock(&name, guarantee, options) {
+            Ok(c) => c,
+            Err(reason) => return refuse(reason, out),
+        };
+        let envelope = match Envelope::new(key, name.clone(), guarantee, payload, clock) {
             Ok(e) => Arc::new(e),
             Err(e) => return refuse(e.to_string(), out),
         };
@@ -217,6 +231,8 @@ impl Core {
                 return;
             }
         };
+        self.causal_commit(&envelope);
+        self.latency_sent(key);
         let mut pending = Vec::with_capacity(dests.len());
         for d in &dests {
             let next = self.data.next_seq.entry(*d).or_insert(1);
@@ -284,12 +300,14 @@ impl Core {
         let id = envelope.key.id;
         if seq == 0 {
             if !envelope.guarantee.needs_ack() {
-                self.data.counters.delivered += 1;
-                out.push(Output::Deliver(Delivery::Message(envelope)));
+                self.deliver_message(envelope, out);
             } else {
                 self.data.counters.refused += 1;
             }
             return;
+        }
+        if !self.causal_admits(&envelope) {
+            return; // Not acknowledged: the sender retries.
         }
         match self.data.dedup.observe(origin, seq) {
             Verdict::Fresh => {
@@ -301,8 +319,7 @@ impl Core {
                         window: w.clone(),
                     }));
                 }
-                self.data.counters.delivered += 1;
-                out.push(Output::Deliver(Delivery::Message(envelope)));
+                self.deliver_message(envelope, out);
             }
             Verdict::Duplicate => self.data.counters.duplicates += 1,
             Verdict::Ahead => {
@@ -320,9 +337,13 @@ impl Core {
             id,
         };
         match self.data.outbox.ack(&key, &from) {
-            AckOutcome::Acked | AckOutcome::Complete => {
+            AckOutcome::Acked => {
                 self.data.seqs.remove(&(key, from));
                 out.push(Output::Persist(Persist::OutboxAck { key, dest: from }));
+            }
+            AckOutcome::Complete => {
+                self.data.seqs.remove(&(key, from));
+                self.latency_acked(&key);
             }
             AckOutcome::AlreadyAcked | AckOutcome::Unknown => {}
         }

@@ -47,8 +47,10 @@ use crate::proto::topology::probes::Probes;
 use crate::proto::vote::SignedVote;
 use crate::proto::wire::Frame;
 
+pub use causal::{CausalStats, MAX_CAUSAL_HELD, MAX_CAUSAL_TOPICS, PublishOptions};
 pub use delivery::DataCounters;
 pub use durable::{DataState, OutboxEntry, PendingDest};
+pub use latency::MAX_LATENCY_SAMPLES;
 pub use quorum::{Byzantine, QuorumOutcome, QuorumPathCounters};
 pub use routing::{Delivery, PROBE_GIVE_UP, RECORD_REFRESH_GAP, RouteStatus};
 
@@ -101,6 +103,17 @@ pub enum Command {
     /// Test and demo only: make this node Byzantine (see [`Byzantine`]),
     /// or honest again with `None`.
     SetByzantine(Option<Byzantine>),
+    /// [`Command::Publish`] with options (causal order).
+    PublishWith {
+        /// The topic (a queue name).
+        topic: String,
+        /// How it is delivered.
+        guarantee: crate::proto::delivery::Guarantee,
+        /// The application's bytes.
+        payload: Vec<u8>,
+        /// Options beyond the guarantee.
+        options: PublishOptions,
+    },
 }
 
 /// State the caller must store durably.
@@ -304,6 +317,8 @@ pub struct Core {
     queues: QueueRegistry,
     data: delivery::DataPath,
     quorum: quorum::QuorumPath,
+    causal: causal::CausalState,
+    latency: latency::Latency,
 }
 
 impl Core {
@@ -368,6 +383,8 @@ impl Core {
             queues: QueueRegistry::new(),
             data: delivery::DataPath::default(),
             quorum,
+            causal: causal::CausalState::default(),
+            latency: latency::Latency::default(),
         })
     }
 
@@ -392,6 +409,7 @@ impl Core {
             self.start(now, out);
         }
         self.quorum.now = now;
+        self.latency_clock(now);
         match input {
             Input::Start => {}
             Input::Timer(TimerId::Tick) => {
@@ -434,7 +452,20 @@ impl Core {
                 topic,
                 guarantee,
                 payload,
-            }) => self.publish(now, topic, guarantee, payload, out),
+            }) => self.publish(
+                now,
+                topic,
+                guarantee,
+                payload,
+                PublishOptions::default(),
+                out,
+            ),
+            Input::Command(Command::PublishWith {
+                topic,
+                guarantee,
+                payload,
+                options,
+            }) => self.publish(now, topic, guarantee, payload, options, out),
             Input::Command(Command::RefuseQuorumTopic(topic)) => self.refuse_quorum_topic(&topic),
             Input::Command(Command::SetByzantine(b)) => self.set_byzantine(b),
         }
@@ -443,11 +474,13 @@ impl Core {
     }
 }
 
+mod causal;
 mod connections;
 mod delivery;
 mod durable;
 mod frames;
 mod heartbeats;
+mod latency;
 mod lifecycle;
 mod own_record;
 mod queries;

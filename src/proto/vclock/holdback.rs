@@ -103,6 +103,19 @@ impl<T> CausalBuffer<T> {
                 .all(|(id, c)| id == origin || *c <= self.delivered.get(id))
     }
 
+    /// Whether [`Self::offer`] would hold this message back (not a
+    /// duplicate, not malformed, predecessors missing). Lets a caller that
+    /// bounds several buffers together refuse it before accepting it.
+    pub fn would_hold(&self, origin: &ClusterId, clock: &VClock) -> bool {
+        let seq = clock.get(origin);
+        seq > self.delivered.get(origin)
+            && !self
+                .pending
+                .get(origin)
+                .is_some_and(|p| p.contains_key(&seq))
+            && !self.deliverable(origin, clock)
+    }
+
     /// Offers a message received from `origin` with `clock`.
     pub fn offer(&mut self, origin: ClusterId, clock: VClock, item: T) -> Offer<T> {
         let seq = clock.get(&origin);
