@@ -248,9 +248,9 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
         ),
         (
             "/publish",
-            r#"{"topic":"a.b","guarantee":"byzantine-quorum","payload":"x"}"#,
+            r#"{"topic":"a.b","guarantee":"fire-and-forget","causal":true,"payload":"x"}"#,
             409,
-            "not available",
+            "causal",
         ),
         ("/publish", "{\"topic\":", 400, ""),
         (

@@ -343,6 +343,7 @@ impl Core {
             }
             AckOutcome::Complete => {
                 self.data.seqs.remove(&(key, from));
+                out.push(Output::Persist(Persist::OutboxAck { key, dest: from }));
                 self.latency_acked(&key);
             }
             AckOutcome::AlreadyAcked | AckOutcome::Unknown => {}
