@@ -112,48 +112,46 @@ impl Step for Equivocation {
             ));
 
             // Every honest cluster: the messages it delivered, whom it flagged.
-            let mut delivered_min = usize::MAX;
-            let mut flagged_by: BTreeMap<ClusterId, usize> = BTreeMap::new();
-            let mut false_flags = 0;
-            for (h, (ev, rx)) in events.iter_mut().zip(received.iter_mut()).enumerate() {
-                let mut flagged = BTreeSet::new();
-                let mut delivered = BTreeSet::new();
-                let wanted = |f: &BTreeSet<ClusterId>, dl: &BTreeSet<MessageKey>| {
-                    byz_ids.is_subset(f) && dl.len() >= accepted
-                };
-                while !wanted(&flagged, &delivered) {
-                    tokio::select! {
-                        e = ev.recv() => match e {
-                            Ok(Event::SignerFlagged { signer, .. }) => { flagged.insert(signer); }
-                            Ok(_) | Err(RecvError::Lagged(_)) => {}
-                            Err(RecvError::Closed) => break,
-                        },
-                        m = rx.recv() => match m {
-                            Ok(Delivery::Message(e)) if e.topic.as_str() == TOPIC => {
-                                delivered.insert(e.key);
-                            }
-                            Ok(_) | Err(RecvError::Lagged(_)) => {}
-                            Err(RecvError::Closed) => break,
-                        },
-                        _ = tokio::time::sleep_until(deadline.into()) => break,
+            let mut flagged = vec![BTreeSet::<ClusterId>::new(); honest.len()];
+            let mut delivered = vec![BTreeSet::<MessageKey>::new(); honest.len()];
+            let done = |f: &[BTreeSet<ClusterId>], dl: &[BTreeSet<MessageKey>]| {
+                f.iter().all(|f| byz_ids.is_subset(f)) && dl.iter().all(|dl| dl.len() >= accepted)
+            };
+            while !done(&flagged, &delivered) && Instant::now() < deadline {
+                for h in 0..honest.len() {
+                    while let Ok(e) = events[h].try_recv() {
+                        if let Event::SignerFlagged { signer, .. } = e {
+                            flagged[h].insert(signer);
+                        }
+                    }
+                    while let Ok(m) = received[h].try_recv() {
+                        if let Delivery::Message(e) = m
+                            && e.topic.as_str() == TOPIC
+                        {
+                            delivered[h].insert(e.key);
+                        }
                     }
                 }
-                false_flags += flagged.difference(&byz_ids).count();
-                for id in flagged.intersection(&byz_ids) {
+                tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+            }
+            let mut flagged_by: BTreeMap<ClusterId, usize> = BTreeMap::new();
+            let mut false_flags = 0;
+            for (h, f) in flagged.iter().enumerate() {
+                false_flags += f.difference(&byz_ids).count();
+                for id in f.intersection(&byz_ids) {
                     *flagged_by.entry(*id).or_default() += 1;
                 }
-                delivered_min = delivered_min.min(delivered.len());
                 progress::note(&format!(
                     "{} delivered {} message(s), flagged [{}]",
                     d.names[honest[h]],
-                    delivered.len(),
-                    flagged
-                        .iter()
+                    delivered[h].len(),
+                    f.iter()
                         .map(|id| d.name_of(id))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
             }
+            let delivered_min = delivered.iter().map(BTreeSet::len).min().unwrap_or(0);
             for &i in &d.byzantine {
                 d.nodes[i].set_byzantine_for_demo(None).await;
             }
@@ -162,7 +160,6 @@ impl Step for Equivocation {
                 .map(|id| flagged_by.get(id).copied().unwrap_or(0))
                 .min()
                 .unwrap_or(honest.len());
-            let delivered_min = if honest.is_empty() { 0 } else { delivered_min };
             let held = accepted == ROUNDS
                 && delivered_min >= ROUNDS
                 && min_flagged == honest.len()

@@ -126,10 +126,11 @@ pub enum QuorumOutput {
     /// A signer equivocated: flagged here; gossip the evidence and log it.
     Evidence(Box<VoteEvidence>),
     /// Votes this node holds for a certified round from voters whose vote is
-    /// not in the certificate and whose value differs: send them back to
+    /// not in the certificate, whatever their value: send them back to
     /// whoever sent the certificate. A voter that told different nodes
-    /// different things is then caught there, even when its contradicting
-    /// vote arrived too late to be in the certificate.
+    /// different things is then caught there even when quorum was reached
+    /// without it (its votes are in no certificate): the origin holds one
+    /// value directly and receives the other from a node that was told it.
     Echo(Vec<AttestedVote>),
 }
 
@@ -393,7 +394,6 @@ impl QuorumDriver {
             .iter()
             .filter(|m| !in_cert.contains(&m.id))
             .filter_map(|m| self.proof(&cert.round(), &m.id))
-            .filter(|v| v.vote.value != cert.value())
             .cloned()
             .collect();
         if !echo.is_empty() {
