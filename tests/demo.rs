@@ -39,9 +39,10 @@ fn rows(stdout: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 7] = [
     "join + converge",
     "multi-hop route",
+    "five guarantees",
     "partition + heal",
     "weight change by quorum",
     "Byzantine equivocation",
@@ -57,7 +58,7 @@ fn the_default_demo_holds_every_step_and_exits_zero() {
     for (step, held) in &rows {
         assert_eq!(held, "held", "step {step}");
     }
-    assert!(stdout.contains("all 6 steps held"));
+    assert!(stdout.contains("all 7 steps held"));
     assert_eq!(code, Some(0));
 }
 

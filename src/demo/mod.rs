@@ -4,12 +4,12 @@
 //! summary table is the honest record and the demo succeeds only if every
 //! step held.
 //!
-//! New steps (for example one per delivery guarantee, once publish/subscribe
-//! runs over the mesh) are added by implementing [`Step`] and listing them
-//! in [`steps::all`].
+//! New steps are added by implementing [`Step`] and listing them in
+//! [`steps::all`].
 
 pub mod byzantine;
 pub mod cluster;
+pub mod guarantees;
 pub mod progress;
 pub mod steps;
 pub mod summary;

@@ -3,17 +3,18 @@
 use std::time::{Duration, Instant};
 
 use super::byzantine::{Equivocation, Verify};
+use super::guarantees::Guarantees;
 use super::{Demo, Observed, Step, StepFuture, progress};
 use crate::http::MemberState;
 use crate::proto::core::Delivery;
 use crate::proto::roster_sync::RosterChange;
 
-/// Every step, in the order the demo runs them. Steps for the delivery
-/// guarantees go here once publish/subscribe runs over the mesh.
+/// Every step, in the order the demo runs them.
 pub fn all() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(Join),
         Box::new(MultiHop),
+        Box::new(Guarantees),
         Box::new(Partition),
         Box::new(WeightChange),
         Box::new(Equivocation),

@@ -37,6 +37,12 @@ pub enum Request {
     /// A publish command, answered with its [`Delivery::Published`] or
     /// [`Delivery::PublishRefused`] (a refusal wins if both come).
     Publish(Command, oneshot::Sender<Delivery>),
+    /// Per-destination acknowledgement state of an outbox message (`None`
+    /// once every destination acknowledged it, or if unknown).
+    MessageStatus(
+        crate::proto::delivery::MessageKey,
+        oneshot::Sender<Option<Vec<(ClusterId, crate::proto::delivery::DestStatus)>>>,
+    ),
 }
 
 /// A connection attempt's outcome, from the accept loop or a dial task.
@@ -243,6 +249,10 @@ impl Actor {
                             reason: "the node gave no answer".into(),
                         });
                 let _ = reply.send(answer);
+                return false;
+            }
+            Some(Request::MessageStatus(key, reply)) => {
+                let _ = reply.send(self.core.message_status(&key));
                 return false;
             }
             Some(Request::Shutdown(done)) => Some(done),

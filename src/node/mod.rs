@@ -425,6 +425,21 @@ impl NodeHandle {
         self.outbox_depth.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Per-destination acknowledgement state of an AT_LEAST_ONCE or
+    /// BROADCAST message published here: `None` once every destination
+    /// acknowledged it (or if the key is unknown or the node stopped).
+    pub async fn message_status(
+        &self,
+        key: crate::proto::delivery::MessageKey,
+    ) -> Option<Vec<(ClusterId, crate::proto::delivery::DestStatus)>> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::MessageStatus(key, tx))
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
     /// The reliable inbox, once (see [`Inbox`]); `None` if the node was not
     /// started with [`Node::start_with_inbox`] or it was taken already.
     pub fn take_inbox(&self) -> Option<Inbox> {
