@@ -4,45 +4,19 @@
 //! destination acknowledges. (Crashes and restarts: `delivery_durable.rs`.)
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedmesh::net::FaultControl;
-use fedmesh::node::{Node, NodeHandle, NodeOptions};
+use fedmesh::node::NodeHandle;
 use fedmesh::proto::ClusterId;
 use fedmesh::proto::core::Delivery;
 use fedmesh::proto::delivery::Guarantee;
-use tokio::sync::broadcast;
 
 mod support;
 
 fn mesh(root: &Path, n: usize) -> Vec<ClusterId> {
     support::write_keys_and_roster(root, n, "data")
-}
-
-async fn start(
-    root: &Path,
-    i: usize,
-    neighbours: &[usize],
-    seeds: Vec<SocketAddr>,
-    faults: Arc<FaultControl>,
-) -> NodeHandle {
-    let config = support::neighbour_config(root, i, neighbours, seeds, 200);
-    let options = NodeOptions {
-        faults: Some(faults),
-        rng_seed: Some(i as u64),
-    };
-    Node::start_with(config, options)
-        .await
-        .expect("node starts")
-}
-
-fn drain(rx: &mut broadcast::Receiver<Delivery>, into: &mut Vec<Delivery>) {
-    while let Ok(d) = rx.try_recv() {
-        into.push(d);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +38,7 @@ async fn at_least_once_and_broadcast_reach_every_subscriber_exactly_once_under_l
             .collect();
         let f = FaultControl::new(i as u64);
         faults.push(f.clone());
-        nodes.push(start(root, i, &neighbours, seeds, f).await);
+        nodes.push(support::start_neighbour(root, i, &neighbours, seeds, Some(f)).await);
     }
     for n in &nodes[1..] {
         assert!(n.subscribe("orders.#").await);
@@ -88,7 +62,7 @@ async fn at_least_once_and_broadcast_reach_every_subscriber_exactly_once_under_l
                 .await
         );
         tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
-        drain(&mut at_a, &mut seen);
+        support::drain_deliveries(&mut at_a, &mut seen);
         if seen
             .iter()
             .any(|d| matches!(d, Delivery::Published { dests, .. } if dests.len() == 2))
@@ -118,9 +92,9 @@ async fn at_least_once_and_broadcast_reach_every_subscriber_exactly_once_under_l
     let mut counts: [BTreeMap<u64, u32>; 2] = Default::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        drain(&mut at_a, &mut got_a);
-        drain(&mut at_b, &mut got_b);
-        drain(&mut at_c, &mut got_c);
+        support::drain_deliveries(&mut at_a, &mut got_a);
+        support::drain_deliveries(&mut at_b, &mut got_b);
+        support::drain_deliveries(&mut at_c, &mut got_c);
         for (k, got) in [&mut got_b, &mut got_c].into_iter().enumerate() {
             for d in got.drain(..) {
                 if let Delivery::Message(e) = d

@@ -7,7 +7,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -21,7 +20,6 @@ use fedmesh::http::metrics::{
 };
 use fedmesh::http::subscribe::{MessageLine, StreamLine};
 use fedmesh::http::{AdminHooks, install_metrics, serve_admin};
-use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::ClusterId;
 use fedmesh::proto::core::{Delivery, PublishOptions};
 use fedmesh::proto::delivery::{Envelope, Guarantee, MessageKey};
@@ -33,17 +31,6 @@ use support::prom::sample;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn start(root: &Path, i: usize, seeds: Vec<SocketAddr>) -> NodeHandle {
-    let config = support::neighbour_config(root, i, &[1 - i], seeds, 200);
-    let options = NodeOptions {
-        faults: None,
-        rng_seed: Some(i as u64),
-    };
-    Node::start_with(config, options)
-        .await
-        .expect("node starts")
-}
 
 fn text(topic: &str, guarantee: &str, payload: &str, causal: bool) -> PublishRequest {
     PublishRequest {
@@ -91,8 +78,8 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let ids = support::write_keys_and_roster(root, 2, "http-delivery");
-    let a = start(root, 0, vec![]).await;
-    let b = start(root, 1, vec![a.local_addr()]).await;
+    let a = support::start_neighbour(root, 0, &[1], vec![], None).await;
+    let b = support::start_neighbour(root, 1, &[0], vec![a.local_addr()], None).await;
     let (admin_a, admin_b) = (
         a.admin_addr().expect("admin"),
         b.admin_addr().expect("admin"),

@@ -4,35 +4,14 @@
 //! Afterwards every node's vote log passes `verify`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedmesh::node::{Node, NodeHandle, NodeOptions, VOTE_LOG_FILE};
+use fedmesh::node::{NodeHandle, VOTE_LOG_FILE};
 use fedmesh::proto::core::{Delivery, QuorumOutcome};
 use fedmesh::proto::delivery::Guarantee;
-use tokio::sync::broadcast;
 
 mod support;
-
-async fn start(root: &Path, i: usize, n: usize, seeds: Vec<SocketAddr>) -> NodeHandle {
-    let neighbours: Vec<usize> = (0..n).filter(|j| *j != i).collect();
-    let config = support::neighbour_config(root, i, &neighbours, seeds, 200);
-    let options = NodeOptions {
-        faults: None,
-        rng_seed: Some(i as u64),
-    };
-    Node::start_with(config, options)
-        .await
-        .expect("node starts")
-}
-
-fn drain(rx: &mut broadcast::Receiver<Delivery>, into: &mut Vec<Delivery>) {
-    while let Ok(d) = rx.try_recv() {
-        into.push(d);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byzantine_quorum_delivers_only_certified_messages() {
@@ -49,7 +28,8 @@ async fn byzantine_quorum_delivers_only_certified_messages() {
             .map(NodeHandle::local_addr)
             .into_iter()
             .collect();
-        nodes.push(start(root, i, N, seeds).await);
+        let neighbours: Vec<usize> = (0..N).filter(|j| *j != i).collect();
+        nodes.push(support::start_neighbour(root, i, &neighbours, seeds, None).await);
     }
     for n in &nodes {
         assert!(n.subscribe("q.#").await);
@@ -71,7 +51,7 @@ async fn byzantine_quorum_delivers_only_certified_messages() {
                 .await
         );
         tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
-        drain(&mut rx[0], &mut got[0]);
+        support::drain_deliveries(&mut rx[0], &mut got[0]);
         let routed = nodes.iter().all(|n| n.routes().len() == N - 1);
         if routed
             && got[0]
@@ -85,7 +65,7 @@ async fn byzantine_quorum_delivers_only_certified_messages() {
         g.clear();
     }
     for (i, r) in rx.iter_mut().enumerate() {
-        drain(r, &mut got[i]);
+        support::drain_deliveries(r, &mut got[i]);
         got[i].clear();
     }
 
@@ -110,7 +90,7 @@ async fn byzantine_quorum_delivers_only_certified_messages() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for i in 0..N {
-            drain(&mut rx[i], &mut got[i]);
+            support::drain_deliveries(&mut rx[i], &mut got[i]);
             for d in got[i].drain(..) {
                 match d {
                     Delivery::QuorumDecided { key, outcome, .. } => {
@@ -134,7 +114,7 @@ async fn byzantine_quorum_delivers_only_certified_messages() {
     // Let any stray delivery of a rejected message show up.
     tokio::time::sleep(Duration::from_millis(300)).await; // grace for a wrong delivery
     for i in 0..N {
-        drain(&mut rx[i], &mut got[i]);
+        support::drain_deliveries(&mut rx[i], &mut got[i]);
         for d in got[i].drain(..) {
             if let Delivery::Message(e) = d
                 && e.guarantee == Guarantee::ByzantineQuorum

@@ -235,3 +235,32 @@ pub fn neighbour_config(
     let allowed = neighbours.iter().map(|j| format!("n{j}")).collect();
     fedmesh::testkit::mesh::local_config(root, &format!("n{i}"), Some(allowed), &seeds, gossip_ms)
 }
+
+/// Starts in-process node `n{i}` (see [`neighbour_config`]) with a fixed
+/// RNG seed and, optionally, a fault injector.
+pub async fn start_neighbour(
+    root: &Path,
+    i: usize,
+    neighbours: &[usize],
+    seeds: Vec<SocketAddr>,
+    faults: Option<Arc<fedmesh::net::FaultControl>>,
+) -> fedmesh::node::NodeHandle {
+    let config = neighbour_config(root, i, neighbours, seeds, 200);
+    let options = fedmesh::node::NodeOptions {
+        faults,
+        rng_seed: Some(i as u64),
+    };
+    fedmesh::node::Node::start_with(config, options)
+        .await
+        .expect("node starts")
+}
+
+/// Moves every delivery already queued on `rx` into `into`.
+pub fn drain_deliveries(
+    rx: &mut tokio::sync::broadcast::Receiver<fedmesh::proto::core::Delivery>,
+    into: &mut Vec<fedmesh::proto::core::Delivery>,
+) {
+    while let Ok(d) = rx.try_recv() {
+        into.push(d);
+    }
+}
