@@ -46,7 +46,7 @@ impl Step for Equivocation {
     fn expected(&self, d: &Demo) -> String {
         let honest = d.names.len() - d.byzantine.len();
         format!(
-            "{ROUNDS}/{ROUNDS} accepted and delivered to every honest cluster; each Byzantine flagged by {honest}/{honest} honest, 0 false flags"
+            "Byzantine weight < 1/3; {ROUNDS}/{ROUNDS} accepted and delivered to every honest cluster; each Byzantine flagged by {honest}/{honest} honest, 0 false flags"
         )
     }
     fn deadline(&self) -> Duration {
@@ -160,14 +160,28 @@ impl Step for Equivocation {
                 .map(|id| flagged_by.get(id).copied().unwrap_or(0))
                 .min()
                 .unwrap_or(honest.len());
-            let held = accepted == ROUNDS
+            // The guarantees hold only while faulty weight is under a third
+            // of the current epoch's total: outside that, whatever was
+            // observed, the step does not hold.
+            let roster = d.nodes[0].status().roster;
+            let byz_weight: u64 = roster
+                .members
+                .iter()
+                .filter(|m| byz_ids.contains(&m.id))
+                .map(|m| m.weight)
+                .sum();
+            let tolerated = u128::from(byz_weight) * 3 < u128::from(roster.total_weight);
+            let held = tolerated
+                && accepted == ROUNDS
                 && delivered_min >= ROUNDS
                 && min_flagged == honest.len()
                 && false_flags == 0;
             Ok(Observed::new(
                 held,
                 format!(
-                    "{accepted}/{ROUNDS} accepted, ≥ {delivered_min} delivered at every honest cluster; flagged by {min_flagged}/{}, {false_flags} false flags",
+                    "Byzantine weight {byz_weight}/{} ({}); {accepted}/{ROUNDS} accepted, ≥ {delivered_min} delivered at every honest cluster; flagged by {min_flagged}/{}, {false_flags} false flags",
+                    roster.total_weight,
+                    if tolerated { "< 1/3" } else { "NOT < 1/3" },
                     honest.len()
                 ),
             ))
