@@ -336,7 +336,8 @@ impl Core {
             origin: self.own.id(),
             id,
         };
-        match self.data.outbox.ack(&key, &from) {
+        // `quorum.now` is the current input's time (set by `handle_into`).
+        match self.data.outbox.ack_at(self.quorum.now, &key, &from) {
             AckOutcome::Acked => {
                 self.data.seqs.remove(&(key, from));
                 out.push(Output::Persist(Persist::OutboxAck { key, dest: from }));

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::envelope::{Envelope, MessageKey};
-use super::timing::Backoff;
+use super::timing::{Backoff, RttEstimator};
 use crate::proto::identity::ClusterId;
 use crate::proto::time::Millis;
 
@@ -96,6 +96,8 @@ struct Dest {
     attempts: u32,
     timeout: Duration,
     due: Millis,
+    /// When the first transmission was handed out (for the ack delay).
+    sent: Millis,
 }
 
 #[derive(Debug)]
@@ -112,6 +114,11 @@ pub struct Outbox {
     messages: BTreeMap<MessageKey, Pending>,
     due: BTreeSet<(Millis, MessageKey, ClusterId)>,
     counters: OutboxCounters,
+    /// Send-to-ack delays of first transmissions. Under load the ack waits
+    /// behind queued frames and the receiver's group commit, far longer
+    /// than the link's RTT: a first timeout below this delay resends
+    /// messages that are not lost, which adds load and delays them more.
+    ack_delay: RttEstimator,
 }
 
 impl Outbox {
@@ -123,6 +130,7 @@ impl Outbox {
             messages: BTreeMap::new(),
             due: BTreeSet::new(),
             counters: OutboxCounters::default(),
+            ack_delay: RttEstimator::default(),
         }
     }
 
@@ -182,7 +190,7 @@ impl Outbox {
         };
         let mut sends = Vec::new();
         for (to, rtt, acked) in dests {
-            let timeout = self.backoff.initial(rtt);
+            let timeout = self.initial_timeout(rtt);
             let due = now + self.backoff.jittered(timeout, rng);
             let attempts = u32::from(!acked);
             pending.dests.insert(
@@ -192,6 +200,7 @@ impl Outbox {
                     attempts,
                     timeout,
                     due,
+                    sent: now,
                 },
             );
             if !acked {
@@ -210,6 +219,29 @@ impl Outbox {
         self.counters.sends += sends.len() as u64;
         self.messages.insert(key, pending);
         Ok(sends)
+    }
+
+    /// The first timeout towards a destination whose link RTT is `rtt`:
+    /// never shorter than the acks observed lately take (within `max`).
+    fn initial_timeout(&self, rtt: Option<Duration>) -> Duration {
+        let base = self.backoff.initial(rtt);
+        match self.ack_delay.estimate() {
+            Some(d) => base.max(d.min(self.backoff.max)),
+            None => base,
+        }
+    }
+
+    /// Records `from`'s ack of `key` received at `now`; an ack of a first
+    /// transmission also measures the ack delay (Karn: a retransmitted
+    /// one's ack cannot say which transmission it answers).
+    pub fn ack_at(&mut self, now: Millis, key: &MessageKey, from: &ClusterId) -> AckOutcome {
+        if let Some(d) = self.messages.get(key).and_then(|m| m.dests.get(from))
+            && !d.acked
+            && d.attempts == 1
+        {
+            self.ack_delay.sample(now.since(d.sent));
+        }
+        self.ack(key, from)
     }
 
     /// Records `from`'s ack of `key`.
@@ -369,6 +401,36 @@ mod tests {
         assert_eq!(o.next_due(), None);
         let c = o.counters();
         assert_eq!((c.sends, c.retries, c.acked, c.completed), (2, 2, 2, 1));
+    }
+
+    #[test]
+    fn first_timeout_covers_the_measured_ack_delay() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut o = Outbox::new(Backoff::default(), 8);
+        let rtt = Some(Duration::from_millis(1));
+        o.enqueue(Millis(0), msg(1), [(id(1), rtt)], &mut rng)
+            .unwrap();
+        // Acked after 300 ms (queued behind a busy link), never retransmitted.
+        assert_eq!(
+            o.ack_at(Millis(300), &msg(1).key, &id(1)),
+            AckOutcome::Complete
+        );
+        o.enqueue(Millis(1000), msg(2), [(id(1), rtt)], &mut rng)
+            .unwrap();
+        // Without the sample the timeout would be the 20 ms minimum; with it
+        // the message is not resent before 300 ms (+ deviations).
+        assert!(o.poll(Millis(1000 + 300), &mut rng).is_empty());
+        assert!(o.next_due().unwrap() > Millis(1300));
+        // A retransmitted message's ack is not a sample (Karn).
+        let due = o.next_due().unwrap();
+        assert_eq!(o.poll(due, &mut rng).len(), 1);
+        assert_eq!(
+            o.ack_at(Millis(9000), &msg(2).key, &id(1)),
+            AckOutcome::Complete
+        );
+        o.enqueue(Millis(9000), msg(3), [(id(1), rtt)], &mut rng)
+            .unwrap();
+        assert!(o.next_due().unwrap() < Millis(9000 + 2000));
     }
 
     #[test]
