@@ -26,15 +26,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use fedmesh::config::{MembershipConfig, NodeConfig, SeedAddr};
+use fedmesh::config::SeedAddr;
 use fedmesh::net::{LinkEvent, Priority, Transport, TransportOptions};
 use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::ClusterId;
 use fedmesh::proto::core::Delivery;
 use fedmesh::proto::delivery::Guarantee;
-use fedmesh::proto::roster::{Member, Roster};
-use fedmesh::store::genesis::write_roster_file;
-use fedmesh::store::keys::{generate_key_files, load_tls_material};
+use fedmesh::store::keys::load_tls_material;
+use fedmesh::testkit::figures::{print_header, print_row};
+use fedmesh::testkit::mesh::{local_config, write_cluster_files};
 
 const PAYLOAD: usize = 1024;
 
@@ -46,25 +46,8 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn setup(root: &Path) -> anyhow::Result<Vec<ClusterId>> {
-    let mut ids = Vec::new();
-    for i in 0..2 {
-        ids.push(generate_key_files(&format!("n{i}"), &root.join("certs"), false)?.cluster_id);
-    }
-    let members = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Member {
-            id: *id,
-            name: format!("n{i}"),
-            weight: 1,
-        })
-        .collect();
-    write_roster_file(
-        &root.join("roster.toml"),
-        &Roster::genesis("alo-bench", members)?,
-        true,
-    )?;
-    Ok(ids)
+    let members: Vec<(String, u64)> = (0..2).map(|i| (format!("n{i}"), 1)).collect();
+    Ok(write_cluster_files(root, &members, "alo-bench")?.0)
 }
 
 /// Raw frames of `len` bytes from one transport to the other; msgs/s.
@@ -126,19 +109,9 @@ async fn raw(root: &Path, n: u64, len: usize) -> anyhow::Result<f64> {
 }
 
 async fn start(root: &Path, i: usize, seed: Option<SeedAddr>) -> anyhow::Result<NodeHandle> {
-    let config = NodeConfig {
-        key: root.join(format!("certs/n{i}.key")),
-        listen: "127.0.0.1:0".parse()?,
-        seeds: seed.into_iter().collect(),
-        roster: root.join("roster.toml"),
-        data_dir: root.join(format!("data/n{i}")),
-        admin: None,
-        membership: MembershipConfig {
-            gossip_interval_ms: 100,
-            ..MembershipConfig::default()
-        },
-        ..NodeConfig::default()
-    };
+    let seeds: Vec<std::net::SocketAddr> = seed.map(|s| s.addr).into_iter().collect();
+    let mut config = local_config(root, &format!("n{i}"), None, &seeds, 100);
+    config.admin = None;
     let options = NodeOptions {
         faults: None,
         rng_seed: Some(i as u64),
@@ -293,6 +266,24 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "persisting an outbox entry: {single:.1} us/msg with a commit each, {grouped:.1} us/msg in group commits of 256 ({:.0}x)",
         single / grouped
+    );
+    print_header();
+    print_row(
+        &format!("AT_LEAST_ONCE throughput, 1 KiB, 2 clusters, window {window}"),
+        &format!("{alo_rate:.0} msgs/s ({:.1} MB/s)", mb(alo_rate)),
+        &format!(
+            "{raw_rate:.0} msgs/s raw quinn stream, {frame_len} B frames ({:.1} MB/s)",
+            mb(raw_rate)
+        ),
+        &format!("{:.1} %", 100.0 * alo_rate / raw_rate),
+        "≥ 50 %",
+    );
+    print_row(
+        "durable outbox entry, group commit of 256",
+        &format!("{grouped:.1} µs/msg"),
+        &format!("{single:.1} µs/msg with one commit each"),
+        &format!("{:.0}x cheaper", single / grouped),
+        "",
     );
     Ok(())
 }

@@ -62,13 +62,13 @@ const JOBS: &[Job] = &[
         name: "quorum-latency",
         what: "BYZANTINE_QUORUM decision latency over QUIC vs the raw QUIC round trip",
         args: &["run", "--release", "--example", "quorum_latency"],
-        env: &[],
+        env: &[("ROUNDS", "500", "200")],
     },
     Job {
         name: "throughput",
         what: "AT_LEAST_ONCE throughput of 1 KiB messages vs raw quinn streams",
         args: &["run", "--release", "--example", "alo_throughput"],
-        env: &[],
+        env: &[("MSGS", "20000", "10000")],
     },
     Job {
         name: "routing",
