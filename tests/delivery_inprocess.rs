@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fedmesh::net::FaultControl;
 use fedmesh::node::NodeHandle;
@@ -43,33 +43,16 @@ async fn at_least_once_and_broadcast_reach_every_subscriber_exactly_once_under_l
     for n in &nodes[1..] {
         assert!(n.subscribe("orders.#").await);
     }
-    let mut at_a = nodes[0].deliveries();
-    let mut at_b = nodes[1].deliveries();
-    let mut at_c = nodes[2].deliveries();
+    let mut rx = support::merge_deliveries(&nodes);
 
-    // Wait until A sees both subscriptions (fire-and-forget probes of the
-    // registry: their Published lists the destinations).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "A never saw both subscribers: {seen:?}"
-        );
-        assert!(
-            nodes[0]
-                .publish("orders.warmup", Guarantee::FireAndForget, vec![])
-                .await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
-        support::drain_deliveries(&mut at_a, &mut seen);
-        if seen
-            .iter()
-            .any(|d| matches!(d, Delivery::Published { dests, .. } if dests.len() == 2))
-        {
-            break;
-        }
-    }
+    // Wait until A knows both subscriptions (gossiped in their records).
+    assert!(
+        support::until_status(&nodes[0], Duration::from_secs(20), |s| {
+            s.subscribers_of("orders.x").len() == 2
+        })
+        .await,
+        "A never saw both subscribers"
+    );
     for f in &faults {
         f.set_loss(0.05);
     }
@@ -88,34 +71,21 @@ async fn at_least_once_and_broadcast_reach_every_subscriber_exactly_once_under_l
                 .await
         );
     }
-    let (mut got_a, mut got_b, mut got_c) = (Vec::new(), Vec::new(), Vec::new());
     let mut counts: [BTreeMap<u64, u32>; 2] = Default::default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        support::drain_deliveries(&mut at_a, &mut got_a);
-        support::drain_deliveries(&mut at_b, &mut got_b);
-        support::drain_deliveries(&mut at_c, &mut got_c);
-        for (k, got) in [&mut got_b, &mut got_c].into_iter().enumerate() {
-            for d in got.drain(..) {
-                if let Delivery::Message(e) = d
-                    && e.guarantee != Guarantee::FireAndForget
-                {
-                    *counts[k].entry(e.key.id).or_default() += 1;
-                }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !counts.iter().all(|c| c.len() as u64 >= N) {
+        let Ok(Some((at, d))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+            break;
+        };
+        match d {
+            Delivery::Message(e) if at > 0 && e.guarantee != Guarantee::FireAndForget => {
+                *counts[at - 1].entry(e.key.id).or_default() += 1;
             }
-        }
-        for d in got_a.drain(..) {
-            if let Delivery::Published { key, dests } = d
-                && dests.len() == 2
-            {
+            Delivery::Published { key, dests } if at == 0 && dests.len() == 2 => {
                 published.insert(key.id, dests);
             }
+            _ => {}
         }
-        let done = counts.iter().all(|c| c.len() as u64 >= N);
-        if done || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
     }
     for (k, c) in counts.iter().enumerate() {
         assert_eq!(

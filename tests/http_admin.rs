@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fedmesh::http::metrics::{
     FEDERATED_MESSAGES_TOTAL, FEDERATION_LATENCY_SECONDS, FRAMES_TOTAL, LABEL_DIRECTION, LABEL_TYPE,
@@ -22,8 +22,6 @@ use support::prom::sample;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause between two attempts of [`poll`].
-const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 fn id(seed: u8) -> ClusterId {
     Identity::from_seed([seed; 32]).id()
@@ -111,18 +109,6 @@ fn snapshot() -> StatusSnapshot {
     }
 }
 
-/// Retries `attempt` until it returns `Some` or the deadline passes.
-fn poll<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = attempt() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
-
 /// GET `path`, returning the status, the content type and the body.
 fn get(addr: SocketAddr, path: &str) -> Result<(u16, String, String), ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -175,11 +161,10 @@ impl Server {
             stop: Some(stop),
             task: Some(task),
         };
-        poll("/health", || {
-            get(server.addr, "/health")
-                .ok()
-                .filter(|(s, _, _)| *s == 200)
-        });
+        // The listener is bound before `serve` returns its address, so the
+        // first request is queued by the kernel and answered: no retry.
+        let (status, _, _) = get(server.addr, "/health").expect("/health answers at once");
+        assert_eq!(status, 200);
         server
     }
 
@@ -317,9 +302,8 @@ fn health_is_ok_and_unknown_paths_are_not_found() {
     server.stop();
 
     // Once stopped, the client reports the endpoint as unreachable.
-    let err = poll("the endpoint to close", || {
-        fetch_status(addr, TIMEOUT).err()
-    });
+    // `stop` waited for the server task to end, which dropped the listener.
+    let err = fetch_status(addr, TIMEOUT).expect_err("the endpoint is closed");
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains(&addr.to_string()));
 }

@@ -115,20 +115,12 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
         }
     );
 
-    // A learns B's subscriptions by gossip (a record holds them all):
-    // fire-and-forget on another topic until B is a destination.
+    // A learns B's subscriptions by gossip (a record holds them all).
     assert!(b.subscribe("warm.up").await);
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let answer = post(admin_a, text("warm.up", "fire_and_forget", "", false))
-            .await
-            .expect("warm-up publish");
-        if answer.dests == [ids[1]] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "A never saw B's subscription");
-        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
-    }
+    assert!(
+        support::until_status(&a, DEADLINE, |s| s.subscribers_of("warm.up") == [ids[1]]).await,
+        "A never saw B's subscription"
+    );
 
     let mut keys = Vec::new();
     for n in 0..N {

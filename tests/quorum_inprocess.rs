@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fedmesh::node::{NodeHandle, VOTE_LOG_FILE};
 use fedmesh::proto::core::{Delivery, QuorumOutcome};
@@ -37,37 +37,16 @@ async fn byzantine_quorum_delivers_only_certified_messages() {
     for n in &nodes[3..] {
         assert!(n.refuse_quorum_topic("q.bad").await);
     }
-    let mut rx: Vec<_> = nodes.iter().map(NodeHandle::deliveries).collect();
-    let mut got: Vec<Vec<Delivery>> = vec![Vec::new(); N];
-
-    // Until every node routes to every other and node 0 sees all five
-    // subscriptions (a fire-and-forget publish names its destinations).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "mesh never formed");
-        assert!(
-            nodes[0]
-                .publish("q.warmup", Guarantee::FireAndForget, vec![])
-                .await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
-        support::drain_deliveries(&mut rx[0], &mut got[0]);
-        let routed = nodes.iter().all(|n| n.routes().len() == N - 1);
-        if routed
-            && got[0]
-                .iter()
-                .any(|d| matches!(d, Delivery::Published { dests, .. } if dests.len() == N))
-        {
-            break;
-        }
+    // Until every node routes to every other and node 0 knows all five
+    // subscriptions (gossiped in their records).
+    for (i, n) in nodes.iter().enumerate() {
+        let ready = support::until_status(n, Duration::from_secs(30), |s| {
+            s.routes.len() == N - 1 && (i != 0 || s.subscribers_of("q.x").len() == N)
+        })
+        .await;
+        assert!(ready, "mesh never formed at node {i}");
     }
-    for g in &mut got {
-        g.clear();
-    }
-    for (i, r) in rx.iter_mut().enumerate() {
-        support::drain_deliveries(r, &mut got[i]);
-        got[i].clear();
-    }
+    let mut rx = support::merge_deliveries(&nodes);
 
     for k in 0..GOOD {
         let origin = k % 2;
@@ -87,42 +66,42 @@ async fn byzantine_quorum_delivers_only_certified_messages() {
 
     let mut decided: BTreeMap<(usize, u64), QuorumOutcome> = BTreeMap::new();
     let mut messages: Vec<BTreeMap<(String, Vec<u8>), u32>> = vec![BTreeMap::new(); N];
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // A last accepted message, published once everything else is decided:
+    // once every node delivered it, a stray delivery of a rejected message
+    // would have arrived before it on the same links.
+    let mut barrier_sent = false;
+    let mut barrier_at = [false; N];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        for i in 0..N {
-            support::drain_deliveries(&mut rx[i], &mut got[i]);
-            for d in got[i].drain(..) {
-                match d {
-                    Delivery::QuorumDecided { key, outcome, .. } => {
-                        decided.insert((i, key.id), outcome);
-                    }
-                    Delivery::Message(e) if e.guarantee == Guarantee::ByzantineQuorum => {
-                        *messages[i]
-                            .entry((e.topic.as_str().to_owned(), e.payload.clone()))
-                            .or_default() += 1;
-                    }
-                    _ => {}
-                }
-            }
-        }
         let all_in = messages.iter().all(|m| m.len() >= GOOD);
-        if (decided.len() >= GOOD + BAD && all_in) || Instant::now() > deadline {
+        if decided.len() >= GOOD + BAD && all_in && !barrier_sent {
+            assert!(
+                nodes[0]
+                    .publish("q.barrier", Guarantee::ByzantineQuorum, vec![])
+                    .await
+            );
+            barrier_sent = true;
+        }
+        if barrier_at.iter().all(|b| *b) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
-    }
-    // Let any stray delivery of a rejected message show up.
-    tokio::time::sleep(Duration::from_millis(300)).await; // grace for a wrong delivery
-    for i in 0..N {
-        support::drain_deliveries(&mut rx[i], &mut got[i]);
-        for d in got[i].drain(..) {
-            if let Delivery::Message(e) = d
-                && e.guarantee == Guarantee::ByzantineQuorum
-            {
+        let Ok(Some((i, d))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+            break;
+        };
+        match d {
+            Delivery::QuorumDecided { key, outcome, .. } if barrier_sent => {
+                assert_eq!(outcome, QuorumOutcome::Accepted, "the barrier {key:?}");
+            }
+            Delivery::QuorumDecided { key, outcome, .. } => {
+                decided.insert((i, key.id), outcome);
+            }
+            Delivery::Message(e) if e.topic.as_str() == "q.barrier" => barrier_at[i] = true,
+            Delivery::Message(e) if e.guarantee == Guarantee::ByzantineQuorum => {
                 *messages[i]
                     .entry((e.topic.as_str().to_owned(), e.payload.clone()))
                     .or_default() += 1;
             }
+            _ => {}
         }
     }
     let accepted = decided

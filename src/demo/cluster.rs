@@ -12,7 +12,6 @@ use crate::http::MemberState;
 use crate::net::FaultControl;
 use crate::node::{Node, NodeHandle, NodeOptions};
 use crate::proto::ClusterId;
-use crate::proto::queue::{Pattern, QueueName, matches};
 use crate::proto::roster::Roster;
 use crate::testkit::mesh::{fast_link_failure, local_config, write_cluster_files};
 
@@ -169,22 +168,10 @@ impl Demo {
         count: usize,
         deadline: std::time::Instant,
     ) -> usize {
-        let Ok(name) = QueueName::new(topic) else {
-            return 0;
-        };
         let known = || {
-            self.nodes.first().map_or(0, |n| {
-                n.status()
-                    .queues
-                    .iter()
-                    .filter(|c| {
-                        c.subscriptions
-                            .iter()
-                            .filter_map(|p| Pattern::new(p).ok())
-                            .any(|p| matches(&p, &name))
-                    })
-                    .count()
-            })
+            self.nodes
+                .first()
+                .map_or(0, |n| n.status().subscribers_of(topic).len())
         };
         let within = deadline.saturating_duration_since(std::time::Instant::now());
         progress::until(within, || known() >= count).await;

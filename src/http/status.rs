@@ -47,6 +47,27 @@ pub struct StatusSnapshot {
     pub delivery: super::delivery_stats::DeliveryStats,
 }
 
+impl StatusSnapshot {
+    /// The clusters whose advertised subscriptions match `topic` (none for
+    /// an invalid topic name).
+    pub fn subscribers_of(&self, topic: &str) -> Vec<ClusterId> {
+        use crate::proto::queue::{Pattern, QueueName, matches};
+        let Ok(name) = QueueName::new(topic) else {
+            return Vec::new();
+        };
+        self.queues
+            .iter()
+            .filter(|c| {
+                c.subscriptions
+                    .iter()
+                    .filter_map(|p| Pattern::new(p).ok())
+                    .any(|p| matches(&p, &name))
+            })
+            .map(|c| c.cluster)
+            .collect()
+    }
+}
+
 /// One cluster's advertised queues and subscriptions, as shown in a
 /// [`StatusSnapshot`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

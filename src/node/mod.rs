@@ -394,6 +394,12 @@ impl NodeHandle {
         self.status.borrow().clone()
     }
 
+    /// The status as a watch channel: `changed()` wakes on every refresh,
+    /// for callers that wait for a condition instead of polling.
+    pub fn watch_status(&self) -> watch::Receiver<StatusSnapshot> {
+        self.status.clone()
+    }
+
     /// Known members, this node included.
     pub fn members(&self) -> Vec<MemberStatus> {
         self.status().members

@@ -264,3 +264,54 @@ pub fn drain_deliveries(
         into.push(d);
     }
 }
+
+/// Waits until `cond` holds for `node`'s status, woken by each status
+/// refresh (no polling); false if `within` passes first.
+pub async fn until_status(
+    node: &fedmesh::node::NodeHandle,
+    within: Duration,
+    mut cond: impl FnMut(&StatusSnapshot) -> bool,
+) -> bool {
+    let mut status = node.watch_status();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond(&status.borrow_and_update()) {
+            return true;
+        }
+        match tokio::time::timeout_at(deadline, status.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return cond(&status.borrow()),
+        }
+    }
+}
+
+/// Every delivery of every node from now on, tagged with the node's index,
+/// on one channel (so a test can await the next one from any node).
+pub fn merge_deliveries(
+    nodes: &[fedmesh::node::NodeHandle],
+) -> tokio::sync::mpsc::UnboundedReceiver<(usize, fedmesh::proto::core::Delivery)> {
+    use tokio::sync::broadcast::error::RecvError;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut from = node.deliveries();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match from.recv().await {
+                    Ok(d) => {
+                        if tx.send((i, d)).is_err() {
+                            return;
+                        }
+                    }
+                    // The test then misses deliveries and fails its checks.
+                    Err(RecvError::Lagged(n)) => {
+                        eprintln!("node {i}: {n} deliveries lost to lag");
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    rx
+}
