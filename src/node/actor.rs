@@ -15,7 +15,7 @@ use crate::http::metrics::{
     DIRECTION_IN, DIRECTION_OUT, FRAMES_TOTAL, MALFORMED_FRAMES_TOTAL, UDP_BYTES,
 };
 use crate::net::{Link, LinkEvent, NetError, Priority, Transport};
-use crate::node::inbox::Room;
+use crate::node::commit::{CommitPipeline, Handoff, Step};
 use crate::node::links::{Admit, Links};
 use crate::node::snapshot::{record_gauges, snapshot};
 use crate::proto::core::{Command, Core, Delivery, Input, Output, Persist, TimerId};
@@ -75,7 +75,6 @@ pub struct Actor {
     pub(crate) status: watch::Sender<StatusSnapshot>,
     pub(crate) pinned: HashMap<SocketAddr, ClusterId>,
     pub(crate) data_dir: PathBuf,
-    pub(crate) db: crate::store::db::Db,
     pub(crate) started: Instant,
     pub(crate) timer: Option<Millis>,
     /// Links being closed after their last frames drain.
@@ -90,25 +89,47 @@ pub struct Actor {
     pub(crate) vote_log: Option<crate::store::votelog::VoteLogWriter>,
     /// The subscriber's reliable inbox, if the node was started with one.
     pub(crate) inbox: Option<crate::node::inbox::InboxSender>,
-    /// Core outputs not carried out yet (see [`Actor::flush`]).
-    pub(crate) staged: Vec<Output>,
+    /// Core outputs (and publish answers) not staged in the commit
+    /// pipeline yet (see [`Actor::flush`]).
+    pub(crate) staged: Vec<Step>,
+    /// Reused buffer for one input's outputs.
+    pub(crate) scratch: Vec<Output>,
     /// True while several inputs are fed before one flush.
     pub(crate) batching: bool,
     /// A staged output opens or closes a connection: flush before more input.
     pub(crate) staged_link_change: bool,
-    /// Data-path state waiting for the group commit.
-    pub(crate) writes: crate::store::delivery_state::DeliveryWrites,
+    /// Durable writes committed off the actor, and the outputs waiting for them.
+    pub(crate) commits: CommitPipeline,
     /// A durable write failed: the node stops (fail-stop).
     pub(crate) failed: bool,
     /// The outbox depth, published after every flush.
     pub(crate) outbox_depth: Arc<std::sync::atomic::AtomicUsize>,
-    /// The answer to the publish command being handled.
-    pub(crate) publish_answer: Option<Delivery>,
 }
 
 /// Most inputs fed to the core before their outputs are carried out with
 /// one group commit.
 pub(crate) const MAX_BATCH: usize = 256;
+
+/// The answer to a publish command among its outputs: the refusal if
+/// there is one, else the acceptance.
+fn publish_answer(steps: &[Step]) -> Delivery {
+    let mut answer = None;
+    for s in steps {
+        match s {
+            Step::Output(Output::Deliver(d @ Delivery::PublishRefused { .. })) => {
+                return d.clone();
+            }
+            Step::Output(Output::Deliver(d @ Delivery::Published { .. })) => {
+                answer = Some(d.clone());
+            }
+            _ => {}
+        }
+    }
+    answer.unwrap_or_else(|| Delivery::PublishRefused {
+        topic: String::new(),
+        reason: "the node gave no answer".into(),
+    })
+}
 
 /// An error with its causes, for log lines that must say why.
 fn chain(e: &dyn std::error::Error) -> String {
@@ -125,15 +146,6 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// How long a closing link may take to deliver what was queued before it
 /// (goodbyes, the leave announcement).
 const FLUSH_BEFORE_CLOSE: Duration = Duration::from_secs(1);
-
-/// Whether `frame` is a routed frame carrying quorum votes signed here.
-fn carries_quorum_votes(frame: &wire::Frame) -> bool {
-    use crate::proto::topology::RoutedPayload;
-    matches!(frame, wire::Frame::Routed(r) if matches!(
-        r.payload,
-        RoutedPayload::QuorumVotes { .. } | RoutedPayload::QuorumBatch { .. }
-    ))
-}
 
 impl Actor {
     fn now(&self) -> Millis {
@@ -171,6 +183,9 @@ impl Actor {
                     }
                     self.batching = false;
                     self.flush().await;
+                }
+                Some(c) = self.commits.finished(), if self.commits.in_flight() => {
+                    self.on_committed(c).await;
                 }
                 Some(d) = self.dialed.recv() => self.on_dialed(d).await,
                 _ = tokio::time::sleep_until(deadline.into()), if self.timer.is_some() => {
@@ -229,26 +244,34 @@ impl Actor {
                 return false;
             }
             Some(Request::ProposeRoster(change, reply)) => {
-                self.roster_progress = None;
+                self.batching = true;
+                let from = self.staged.len();
                 self.input(Input::Command(Command::ProposeRoster(change)))
                     .await;
-                let first = self.roster_progress.clone().unwrap_or(Progress::Failed {
-                    reason: "the node reported no progress".into(),
-                });
+                let first = self.staged[from..]
+                    .iter()
+                    .rev()
+                    .find_map(|s| match s {
+                        Step::Output(Output::Event(Event::RosterProgress(p))) => Some(p.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or(Progress::Failed {
+                        reason: "the node reported no progress".into(),
+                    });
+                self.batching = false;
+                self.flush().await;
                 let _ = reply.send(first);
                 return false;
             }
             Some(Request::Publish(c, reply)) => {
-                self.publish_answer = None;
+                self.batching = true;
+                let from = self.staged.len();
                 self.input(Input::Command(c)).await;
-                let answer =
-                    self.publish_answer
-                        .take()
-                        .unwrap_or_else(|| Delivery::PublishRefused {
-                            topic: String::new(),
-                            reason: "the node gave no answer".into(),
-                        });
-                let _ = reply.send(answer);
+                let answer = publish_answer(&self.staged[from..]);
+                // Answered in order, once the outbox entry is durable.
+                self.staged.push(Step::Answer(reply, answer));
+                self.batching = false;
+                self.flush().await;
                 return false;
             }
             Some(Request::MessageStatus(key, reply)) => {
@@ -399,68 +422,153 @@ impl Actor {
         }
     }
 
-    /// Feeds one input to the core; its outputs are carried out at once,
-    /// or by the flush that ends a batch.
+    /// Feeds one input to the core; its outputs are staged at once, or by
+    /// the flush that ends a batch.
     async fn input(&mut self, input: Input) {
         let now = self.now();
-        let before = self.staged.len();
-        self.core.handle_into(now, input, &mut self.staged);
-        self.staged_link_change |= self.staged[before..]
-            .iter()
-            .any(|o| matches!(o, Output::Connect { .. } | Output::Disconnect { .. }));
+        let mut outs = std::mem::take(&mut self.scratch);
+        self.core.handle_into(now, input, &mut outs);
+        for o in outs.drain(..) {
+            self.staged_link_change |=
+                matches!(o, Output::Connect { .. } | Output::Disconnect { .. });
+            self.staged.push(Step::Output(o));
+        }
+        self.scratch = outs;
         if !self.batching {
             self.flush().await;
         }
     }
 
-    /// Carries out the staged outputs: first waits for inbox room for the
-    /// messages among them, then makes the data-path state durable in one
-    /// transaction (group commit), then carries out everything in order,
-    /// with no wait between the commit and the hand-offs and acks that
-    /// depend on it. Persisting earlier than asked is always safe.
+    /// Hands the staged outputs to the commit pipeline and carries out
+    /// those that wait for no commit. The group-committed writes of a
+    /// batch become one transaction, committed while the next batch is
+    /// handled; what follows a write is carried out once it is durable.
+    /// Persisting earlier than asked is always safe.
     async fn flush(&mut self) {
-        let outputs = std::mem::take(&mut self.staged);
+        let steps = std::mem::take(&mut self.staged);
         self.staged_link_change = false;
-        let inbox = self.inbox.take();
-        let messages = outputs
-            .iter()
-            .filter(|o| matches!(o, Output::Deliver(Delivery::Message(_))))
-            .count();
-        let mut room = match &inbox {
-            Some(i) if messages > 0 => Some(i.reserve(messages).await),
-            _ => None,
-        };
-        let mut closed = matches!(room, Some(Room::Closed));
-        let mut rest = Vec::with_capacity(outputs.len());
-        for o in outputs {
-            match o {
-                Output::Persist(p) => {
-                    if let Some(p) = self.writes.take(p) {
-                        rest.push(Output::Persist(p));
-                    }
+        let steps = self.reserve_inbox_room(steps).await;
+        let mut ready = Vec::new();
+        self.commits.stage(steps, &mut ready);
+        if !ready.is_empty() {
+            self.execute(ready).await;
+        }
+        self.commits.start();
+    }
+
+    /// Turns the messages among `steps` into inbox hand-offs, with room
+    /// reserved for each (waiting for the subscriber: backpressure).
+    async fn reserve_inbox_room(&mut self, steps: Vec<Step>) -> Vec<Step> {
+        let is_message =
+            |s: &Step| matches!(s, Step::Output(Output::Deliver(Delivery::Message(_))));
+        let n = steps.iter().filter(|s| is_message(s)).count();
+        if n == 0 {
+            return steps;
+        }
+        let capacity = self.inbox.as_ref().map(|i| i.capacity());
+        if let (Some(capacity), Some(i)) = (capacity, &self.inbox)
+            && n <= capacity
+            && i.available() < n
+            && self.commits.holds()
+        {
+            // Held messages may hold the room: let their commits hand them off.
+            self.drain_commits().await;
+        }
+        let mut permits = Vec::new();
+        if let Some(i) = &self.inbox
+            && n <= i.capacity()
+        {
+            for _ in 0..n {
+                match i.reserve().await {
+                    Some(p) => permits.push(p),
+                    None => break,
                 }
-                o => rest.push(o),
             }
         }
-        if !self.writes.is_empty()
-            && let Err(e) = self.db.commit_delivery(&mut self.writes)
-        {
-            tracing::error!(error = %chain(&e), "cannot persist the data path");
-            self.failed = true;
-            return;
+        if self.inbox.is_some() && permits.len() < n && n <= capacity.unwrap_or(0) {
+            tracing::warn!("the inbox was dropped; messages go to the deliveries stream only");
+            self.inbox = None;
         }
+        let mut permits = permits.into_iter();
+        let inbox = self.inbox.is_some();
+        steps
+            .into_iter()
+            .map(|s| match s {
+                Step::Output(Output::Deliver(Delivery::Message(e))) => {
+                    let handoff = match permits.next() {
+                        Some(p) => Handoff::Reserved(p),
+                        None if inbox => Handoff::Wait,
+                        None => Handoff::Skip,
+                    };
+                    Step::Message(e, handoff)
+                }
+                other => other,
+            })
+            .collect()
+    }
+
+    /// A commit finished: carries out what it releases, starts the next.
+    async fn on_committed(&mut self, c: crate::node::commit::Committed) {
+        let mut ready = Vec::new();
+        match self.commits.on_finished(c, &mut ready) {
+            Ok(()) => {
+                self.execute(ready).await;
+                self.commits.start();
+            }
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "cannot persist the data path");
+                self.failed = true;
+            }
+        }
+    }
+
+    /// Waits until every write staged so far is durable and everything
+    /// waiting for it carried out.
+    async fn drain_commits(&mut self) {
+        self.commits.start();
+        while self.commits.in_flight() && !self.failed {
+            match self.commits.finished().await {
+                Some(c) => Box::pin(self.on_committed(c)).await,
+                None => return,
+            }
+        }
+    }
+
+    /// Carries out steps whose writes are durable, in order.
+    async fn execute(&mut self, steps: Vec<Step>) {
         let mut membership_changed = false;
         // Votes whose persistence failed: never sent (see Persist::SignedVote).
         let mut unsafe_votes: Vec<wire::Blob> = Vec::new();
-        // Set when quorum votes could not be made durable: none is sent.
-        let mut quorum_votes_unsafe = false;
-        for out in rest {
-            match out {
-                Output::Send { to, frame }
-                    if quorum_votes_unsafe && carries_quorum_votes(&frame) =>
-                {
-                    tracing::warn!(peer = %to.short(), "quorum votes not durable; not sending them");
+        for step in steps {
+            let out = match step {
+                Step::Output(o) => o,
+                Step::Answer(reply, answer) => {
+                    let _ = reply.send(answer);
+                    continue;
                 }
+                Step::Message(e, handoff) => {
+                    match handoff {
+                        Handoff::Reserved(permit) => {
+                            permit.send(e.clone());
+                        }
+                        // Only a tick's many local self-deliveries get here.
+                        Handoff::Wait => {
+                            if let Some(i) = &self.inbox
+                                && !i.send(e.clone()).await
+                            {
+                                tracing::warn!(
+                                    "the inbox was dropped; messages go to the deliveries stream only"
+                                );
+                                self.inbox = None;
+                            }
+                        }
+                        Handoff::Skip => {}
+                    }
+                    let _ = self.deliveries.send(Delivery::Message(e));
+                    continue;
+                }
+            };
+            match out {
                 Output::Send { to, mut frame } => {
                     if let wire::Frame::RosterPending { votes, proposals } = &mut frame
                         && !unsafe_votes.is_empty()
@@ -501,50 +609,21 @@ impl Actor {
                         tracing::error!(error = %e, "cannot persist the incarnation");
                     }
                 }
-                Output::Deliver(Delivery::Message(e)) => {
-                    match (&inbox, &mut room) {
-                        (_, Some(Room::Reserved(permits))) => {
-                            if let Some(p) = permits.next() {
-                                p.send(e.clone());
-                            }
-                        }
-                        // Only a tick's local self-deliveries get here.
-                        (Some(i), Some(Room::TooMany)) if !closed => {
-                            closed = !i.send(e.clone()).await;
-                        }
-                        _ => {}
-                    }
-                    let _ = self.deliveries.send(Delivery::Message(e));
-                }
                 Output::Deliver(d) => {
                     tracing::debug!(delivery = ?d, "routed");
-                    if matches!(
-                        d,
-                        Delivery::Published { .. } | Delivery::PublishRefused { .. }
-                    ) && !matches!(self.publish_answer, Some(Delivery::PublishRefused { .. }))
-                    {
-                        self.publish_answer = Some(d.clone());
-                    }
                     let _ = self.deliveries.send(d);
                 }
                 Output::Persist(Persist::RosterEpoch(e)) => {
-                    if let Err(err) = self.db.put_roster_epoch(&e) {
+                    if let Err(err) = self.commits.db().put_roster_epoch(&e) {
                         tracing::error!(error = %err, "cannot persist the roster epoch");
                     }
                 }
                 Output::Persist(Persist::SignedVote(v)) => {
                     // A vote that is not durable must not leave this node:
                     // after a crash it could sign another value for the slot.
-                    if let Err(err) = self.db.put_signed_vote(&v) {
+                    if let Err(err) = self.commits.db().put_signed_vote(&v) {
                         tracing::error!(error = %err, "cannot persist a roster vote; not sending it");
                         unsafe_votes.push(wire::Blob(v.encode().to_vec()));
-                    }
-                }
-                Output::Persist(Persist::QuorumVotes(votes)) => {
-                    use crate::proto::delivery::SignedVoteRecord;
-                    if let Err(err) = self.db.votes().remember(&votes) {
-                        tracing::error!(error = %err, "cannot persist quorum votes; not sending them");
-                        quorum_votes_unsafe = true;
                     }
                 }
                 Output::Persist(Persist::VoteLog { kind, body }) => {
@@ -559,26 +638,21 @@ impl Actor {
                         self.vote_log = None;
                     }
                 }
-                // Taken by the group commit above.
+                // Taken by the commit pipeline.
                 Output::Persist(
                     Persist::OutboxAdd(_)
                     | Persist::OutboxAck { .. }
                     | Persist::NextMessageId(_)
                     | Persist::NextSeq { .. }
-                    | Persist::DedupWindow { .. },
+                    | Persist::DedupWindow { .. }
+                    | Persist::QuorumVotes(_),
                 ) => {}
             }
         }
-        drop(room);
         self.outbox_depth.store(
             self.core.outbox_depth(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        if closed {
-            tracing::warn!("the inbox was dropped; messages go to the deliveries stream only");
-        } else {
-            self.inbox = inbox;
-        }
         let routes = self.core.routing_counters().recomputations;
         if membership_changed || routes != self.routes_seen {
             self.routes_seen = routes;
@@ -633,6 +707,8 @@ impl Actor {
     /// Announces the departure, lets the goodbye frames drain, closes everything.
     async fn leave(&mut self) {
         self.input(Input::Command(Command::Leave)).await;
+        // What waits for a commit goes out before the links close.
+        self.drain_commits().await;
         let peers: Vec<ClusterId> = self.links.iter().map(|(p, _)| *p).collect();
         for p in peers {
             if let Some(e) = self.links.remove(&p) {

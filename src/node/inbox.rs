@@ -17,7 +17,8 @@
 //! - the ack of an AT_LEAST_ONCE or BROADCAST message is sent only after the
 //!   message is in the inbox and the dedup window that marks it processed is
 //!   durable; room is reserved before the window is written, and the
-//!   message is queued right after the commit with no wait in between;
+//!   thread that commits the window queues the message right after the
+//!   commit, with no wait in between;
 //! - so a node stopped at any point where it waits (a crash of the node's
 //!   task, the subscriber living on) hands each message to the inbox exactly
 //!   once across restarts, and messages already queued are still received
@@ -38,7 +39,7 @@ pub const DEFAULT_INBOX_CAPACITY: usize = 1024;
 /// The smallest inbox: the actor's largest batch of inputs, so that room
 /// for every message of a batch is reserved before its commit (a smaller
 /// inbox would hand messages off one by one after the commit, and a crash
-/// in between would lose them).
+/// in between would lose them). The commit thread hands them off.
 pub const MIN_INBOX_CAPACITY: usize = super::actor::MAX_BATCH;
 
 /// Messages for this node's subscriber, in delivery order (see the module docs).
@@ -79,27 +80,20 @@ pub(crate) struct InboxSender {
     tx: mpsc::Sender<Envelope>,
 }
 
-/// What [`InboxSender::reserve`] got.
-pub(crate) enum Room<'a> {
-    /// Room for every message of the batch.
-    Reserved(mpsc::PermitIterator<'a, Envelope>),
-    /// The batch is larger than the inbox (only a tick's many local
-    /// self-deliveries): hand off one by one, after the commit.
-    TooMany,
-    /// The subscriber dropped its inbox.
-    Closed,
-}
-
 impl InboxSender {
-    /// Waits for room for `n` messages.
-    pub(crate) async fn reserve(&self, n: usize) -> Room<'_> {
-        if n > self.tx.max_capacity() {
-            return Room::TooMany;
-        }
-        match self.tx.reserve_many(n).await {
-            Ok(p) => Room::Reserved(p),
-            Err(_) => Room::Closed,
-        }
+    /// Waits for room for one message; `None` if the inbox is gone.
+    pub(crate) async fn reserve(&self) -> Option<mpsc::OwnedPermit<Envelope>> {
+        self.tx.clone().reserve_owned().await.ok()
+    }
+
+    /// The most messages the inbox holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// Room free now.
+    pub(crate) fn available(&self) -> usize {
+        self.tx.capacity()
     }
 
     /// Hands off one message, waiting for room; false if the inbox is gone.

@@ -13,6 +13,7 @@
 //! ```
 
 mod actor;
+mod commit;
 mod delivery_api;
 mod inbox;
 mod links;
@@ -300,6 +301,7 @@ impl Node {
             Some((tx, rx)) => (Some(tx), Some(rx)),
             None => (None, None),
         };
+        let (commits, db_closed) = commit::CommitPipeline::new(db);
         let actor = Actor {
             core,
             transport: transport.clone(),
@@ -314,7 +316,6 @@ impl Node {
             status: status_tx,
             pinned,
             data_dir: config.data_dir.clone(),
-            db,
             started,
             timer: None,
             closing: Vec::new(),
@@ -324,12 +325,12 @@ impl Node {
             vote_log,
             inbox: inbox_tx,
             staged: Vec::new(),
+            scratch: Vec::new(),
             batching: false,
             staged_link_change: false,
-            writes: Default::default(),
+            commits,
             failed: false,
             outbox_depth: outbox_depth.clone(),
-            publish_answer: None,
         };
         let task = tokio::spawn(actor.run());
         tracing::info!(id = %identity.id(), %local, "node started");
@@ -348,6 +349,7 @@ impl Node {
             inbox: std::sync::Mutex::new(inbox_rx),
             transport,
             outbox_depth,
+            db_closed: Some(db_closed),
         })
     }
 }
@@ -368,6 +370,8 @@ pub struct NodeHandle {
     inbox: std::sync::Mutex<Option<Inbox>>,
     transport: Arc<Transport>,
     outbox_depth: Arc<std::sync::atomic::AtomicUsize>,
+    /// Ends once the node's database is closed (see [`NodeHandle::crash`]).
+    db_closed: Option<oneshot::Receiver<()>>,
 }
 
 /// How long [`NodeHandle::shutdown`] waits for the graceful leave.
@@ -524,8 +528,12 @@ impl NodeHandle {
     pub async fn crash(mut self) {
         self.task.abort();
         self.accept.abort();
-        // Waiting for the aborted task drops the actor and its database.
+        // Waiting for the aborted task drops the actor; a commit already
+        // running on its blocking thread still holds the database.
         let _ = (&mut self.task).await;
+        if let Some(closed) = self.db_closed.take() {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, closed).await;
+        }
         self.transport.close();
         if let Some(stop) = self.http_stop.take() {
             let _ = stop.send(());

@@ -1,6 +1,7 @@
 //! The data path's durable state as one unit: the outbox ([`super::outbox`]),
-//! the dedup windows ([`super::dedup`]) and the id and sequence counters
-//! (table `delivery_counters` here), written by group commit.
+//! the dedup windows ([`super::dedup`]), the id and sequence counters
+//! (table `delivery_counters` here) and the quorum votes signed here
+//! ([`super::signed_votes`]), written by group commit.
 //!
 //! Table `delivery_counters`: key `"next_id"` → the next message id, or
 //! `"seq/" | dest:32` → the next sequence number towards `dest`.
@@ -18,7 +19,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::delivery_error::DeliveryStoreError;
 use crate::proto::core::{DataState, OutboxEntry, Persist};
-use crate::proto::delivery::{MessageKey, OriginWindow};
+use crate::proto::delivery::{AttestedVote, MessageKey, OriginWindow};
 use crate::proto::identity::ClusterId;
 
 const COUNTERS: TableDefinition<&[u8], u64> = TableDefinition::new("delivery_counters");
@@ -73,7 +74,7 @@ pub fn load(db: &Database) -> Result<DataState, DeliveryStoreError> {
     Ok(state)
 }
 
-/// Data-path writes waiting for one group commit.
+/// Data-path writes (and quorum votes) waiting for one group commit.
 #[derive(Debug, Default)]
 pub struct DeliveryWrites {
     adds: Vec<OutboxEntry>,
@@ -81,6 +82,8 @@ pub struct DeliveryWrites {
     next_id: Option<u64>,
     next_seq: BTreeMap<ClusterId, u64>,
     dedup: BTreeMap<ClusterId, OriginWindow>,
+    /// Quorum votes signed here ([`Persist::QuorumVotes`]).
+    votes: Vec<AttestedVote>,
 }
 
 impl DeliveryWrites {
@@ -97,6 +100,7 @@ impl DeliveryWrites {
             Persist::DedupWindow { origin, window } => {
                 self.dedup.insert(origin, window);
             }
+            Persist::QuorumVotes(votes) => self.votes.extend(votes),
             other => return Some(other),
         }
         None
@@ -109,6 +113,7 @@ impl DeliveryWrites {
             && self.next_id.is_none()
             && self.next_seq.is_empty()
             && self.dedup.is_empty()
+            && self.votes.is_empty()
     }
 
     /// Writes the batch in one durable transaction and empties it. On an
@@ -143,6 +148,7 @@ impl DeliveryWrites {
         let windows: Vec<(ClusterId, &OriginWindow)> =
             batch.dedup.iter().map(|(o, w)| (*o, w)).collect();
         super::dedup::save_in(&txn, &windows)?;
+        super::signed_votes::remember_in(&txn, &batch.votes)?;
         txn.commit()?;
         Ok(())
     }

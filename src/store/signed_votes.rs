@@ -5,7 +5,8 @@
 //! | subject:32 | voter:32` (105 bytes), value = the attested vote's
 //! canonical encoding (`AttestedVote::encode`).
 //!
-//! Crash safety: [`SignedVoteStore::remember`] commits with redb's default
+//! Crash safety: [`SignedVoteStore::remember`] (and the node's group commit,
+//! through [`remember_in`]) commits with redb's default
 //! durability (fsync before returning) and the `VoteSigner` returns a signed
 //! batch only after `remember` succeeded, so a vote can only be sent once it
 //! is on disk. A crash after the commit and before the send leaves a vote
@@ -29,6 +30,25 @@ fn slot_key(s: &Slot) -> Vec<u8> {
         .raw(&s.round.subject.0)
         .raw(&s.voter.0);
     w.finish()
+}
+
+/// Adds `votes` to the record inside `txn` (durable when it commits); a
+/// slot already present keeps its first vote.
+pub(super) fn remember_in(
+    txn: &redb::WriteTransaction,
+    votes: &[AttestedVote],
+) -> Result<(), DeliveryStoreError> {
+    if votes.is_empty() {
+        return Ok(());
+    }
+    let mut t = txn.open_table(TABLE)?;
+    for v in votes {
+        let k = slot_key(&v.vote.slot());
+        if t.get(k.as_slice())?.is_none() {
+            t.insert(k.as_slice(), v.encode().as_slice())?;
+        }
+    }
+    Ok(())
 }
 
 /// The signed-vote record in a redb database.
@@ -133,15 +153,7 @@ impl SignedVoteRecord for SignedVoteStore<'_> {
     /// its first vote (the signer never asks to overwrite one).
     fn remember(&mut self, votes: &[AttestedVote]) -> Result<(), DeliveryStoreError> {
         let txn = self.db.begin_write()?;
-        {
-            let mut t = txn.open_table(TABLE)?;
-            for v in votes {
-                let k = slot_key(&v.vote.slot());
-                if t.get(k.as_slice())?.is_none() {
-                    t.insert(k.as_slice(), v.encode().as_slice())?;
-                }
-            }
-        }
+        remember_in(&txn, votes)?;
         txn.commit()?;
         Ok(())
     }

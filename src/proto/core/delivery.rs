@@ -34,12 +34,18 @@ use super::durable::{DataState, OutboxEntry, PendingDest};
 use super::routing::Delivery;
 use super::*;
 
+/// How many message ids one durable reservation covers.
+const ID_BLOCK: u64 = 1024;
+
 /// The data-path state of one node.
 #[derive(Debug)]
 pub(super) struct DataPath {
     outbox: Outbox,
     dedup: Dedup,
     next_id: u64,
+    /// Ids below this are reserved durably ([`Persist::NextMessageId`]):
+    /// taking one needs no write.
+    reserved_id: u64,
     /// Next sequence number per destination.
     next_seq: BTreeMap<ClusterId, u64>,
     /// The sequence number each pending (message, destination) was given.
@@ -69,6 +75,7 @@ impl Default for DataPath {
             outbox: Outbox::new(Backoff::default(), DEFAULT_OUTBOX_CAPACITY),
             dedup: Dedup::new(DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_ORIGINS),
             next_id: 1,
+            reserved_id: 1,
             next_seq: BTreeMap::new(),
             seqs: BTreeMap::new(),
             counters: DataCounters::default(),
@@ -77,6 +84,20 @@ impl Default for DataPath {
 }
 
 impl DataPath {
+    /// Uses up the next message id. Ids are reserved durably [`ID_BLOCK`]
+    /// at a time, so most messages need no write for it (and a quorum
+    /// proposal waits for no fsync); a restart skips what was left of the
+    /// block and never hands out an id twice.
+    fn take_id(&mut self, out: &mut Vec<Output>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        if self.next_id > self.reserved_id {
+            self.reserved_id = self.next_id.saturating_add(ID_BLOCK);
+            out.push(Output::Persist(Persist::NextMessageId(self.reserved_id)));
+        }
+        id
+    }
+
     /// Takes back the state stored through the `Persist` outputs.
     pub(super) fn restore(&mut self, state: DataState, rng: &mut rand::rngs::StdRng) {
         self.next_id = self.next_id.max(state.next_id);
@@ -165,17 +186,15 @@ impl Core {
             Err(e) => return refuse(e.to_string(), out),
         };
         if guarantee.vote_kind().is_some() {
-            self.data.next_id += 1;
             // The id names the quorum slot: never reused after a restart.
-            out.push(Output::Persist(Persist::NextMessageId(self.data.next_id)));
+            self.data.take_id(out);
             self.data.counters.published += 1;
             return self.publish_quorum(now, envelope, out);
         }
         let dests: Vec<ClusterId> = self.queues.subscribers(&name).collect();
-        self.data.next_id += 1;
         // Ids are never reused, so a late ack of an old id cannot
         // acknowledge a new message after a restart.
-        out.push(Output::Persist(Persist::NextMessageId(self.data.next_id)));
+        self.data.take_id(out);
         if guarantee.needs_ack() && !dests.is_empty() {
             return self.publish_acked(now, key, envelope, dests, out);
         }

@@ -152,7 +152,8 @@ pub enum Persist {
         /// The destination that acknowledged it.
         dest: ClusterId,
     },
-    /// The next message id this node publishes with (ids are never reused).
+    /// Message ids below this may have been used: after a restart the node
+    /// publishes from here (ids are reserved in blocks and never reused).
     NextMessageId(u64),
     /// The next sequence number towards `dest` (never reused).
     NextSeq {

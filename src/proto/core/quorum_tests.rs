@@ -31,6 +31,9 @@ struct Mesh {
     certs: BTreeMap<Round, BTreeSet<[u8; 32]>>,
     /// Frames from `a` to `b` are dropped when this says so.
     cut: Cut,
+    /// Frames held back until every other frame was handled, while `late` says so.
+    late: Cut,
+    held_back: Vec<(usize, Output)>,
 }
 
 impl Mesh {
@@ -53,6 +56,8 @@ impl Mesh {
             logs: vec![Vec::new(); n],
             certs: BTreeMap::new(),
             cut: Box::new(|_, _, _| false),
+            late: Box::new(|_, _, _| false),
+            held_back: Vec::new(),
         };
         for i in 0..n {
             m.input(i, Input::Command(Command::Subscribe("q.#".into())));
@@ -103,9 +108,18 @@ impl Mesh {
             .collect()
     }
 
-    /// Carries out outputs until quiet, in a random order.
+    /// Carries out outputs until quiet, in a random order; then the frames
+    /// held back (once).
     fn run(&mut self, mut queue: Vec<(usize, Output)>) {
-        while !queue.is_empty() {
+        let mut releasing = false;
+        loop {
+            if queue.is_empty() {
+                if releasing || self.held_back.is_empty() {
+                    return;
+                }
+                releasing = true;
+                queue = std::mem::take(&mut self.held_back);
+            }
             let k = self.rng.gen_range(0..queue.len());
             let (src, o) = queue.swap_remove(k);
             match o {
@@ -114,6 +128,10 @@ impl Mesh {
                         continue;
                     };
                     if (self.cut)(src, dst, &frame) {
+                        continue;
+                    }
+                    if !releasing && (self.late)(src, dst, &frame) {
+                        self.held_back.push((src, Output::Send { to, frame }));
                         continue;
                     }
                     self.check_certificate(&frame);
@@ -277,6 +295,37 @@ fn byzantine_quorum_with_an_equivocating_voter_and_a_two_faced_origin() {
                     .collect();
                 assert_eq!(same.len(), 1, "seed {seed}: {v:?}");
             }
+        }
+    }
+}
+
+#[test]
+fn an_equivocator_whose_votes_all_arrive_after_the_certificates_is_still_flagged() {
+    const E: usize = 4;
+    for seed in [21u64, 22, 23] {
+        let mut m = Mesh::new(seed, &[1; 5]);
+        m.cores[E].set_byzantine(Some(Byzantine::EquivocateVotes));
+        // The equivocator's votes reach nobody before every round is
+        // certified and delivered everywhere: none is in a certificate,
+        // and nobody holds one of them when the certificate arrives.
+        m.late = Box::new(|src, _, f| {
+            src == E
+                && matches!(f, Frame::Routed(r) if matches!(r.payload, RoutedPayload::QuorumVotes { .. }))
+        });
+        let mut pending = Vec::new();
+        for k in 0..3u8 {
+            pending.extend(m.publish(0, "q.x", Guarantee::ByzantineQuorum, &[k]));
+        }
+        m.run(pending);
+        let bad = m.id(E);
+        for i in 0..E {
+            let decided = m.decided(0);
+            assert_eq!(decided.len(), 3, "seed {seed}: {decided:?}");
+            assert_eq!(
+                m.cores[i].flagged_signers(),
+                vec![(0, bad)],
+                "seed {seed}: core {i}"
+            );
         }
     }
 }

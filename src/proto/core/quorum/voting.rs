@@ -175,6 +175,23 @@ impl Core {
         }
     }
 
+    /// A vote that reaches this node after it delivered the round's
+    /// certified message was not in the echo it sent back with the
+    /// certificate: it goes to the round's origin too, which holds the vote
+    /// the same voter sent it. Without this an equivocator whose votes are
+    /// slower than the certificate (all its votes outside it) is never
+    /// caught: every node holds just one of its values.
+    fn echo_late_vote(&mut self, from: ClusterId, v: &AttestedVote, out: &mut Vec<Output>) {
+        let me = self.own.id();
+        let origin = match self.quorum.rounds.get(&v.vote.round) {
+            Some(k) if k.delivered => k.envelopes.first().map(|e| e.key.origin),
+            _ => None,
+        };
+        if let Some(origin) = origin.filter(|o| *o != me && *o != from) {
+            self.send_votes(origin, std::slice::from_ref(v), out);
+        }
+    }
+
     fn log_vote(&mut self, v: &AttestedVote, out: &mut Vec<Output>) {
         match v.as_single() {
             Some(sv) => out.push(log_record(LogEntry::Vote(sv))),
@@ -219,6 +236,7 @@ impl Core {
                         Ok(outs) => {
                             self.log_vote(&v, out);
                             self.apply_quorum(now, Some(origin), outs, out);
+                            self.echo_late_vote(origin, &v, out);
                         }
                         Err(_) => self.quorum.counters.votes_refused += 1,
                     }
