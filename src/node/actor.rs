@@ -427,16 +427,20 @@ impl Actor {
     async fn input(&mut self, input: Input) {
         let now = self.now();
         let mut outs = std::mem::take(&mut self.scratch);
-        self.core.handle_into(now, input, &mut outs);
+        self.core.handle_batched(now, input, &mut outs);
+        self.stage_outputs(outs);
+        if !self.batching {
+            self.flush().await;
+        }
+    }
+
+    fn stage_outputs(&mut self, mut outs: Vec<Output>) {
         for o in outs.drain(..) {
             self.staged_link_change |=
                 matches!(o, Output::Connect { .. } | Output::Disconnect { .. });
             self.staged.push(Step::Output(o));
         }
         self.scratch = outs;
-        if !self.batching {
-            self.flush().await;
-        }
     }
 
     /// Hands the staged outputs to the commit pipeline and carries out
@@ -445,6 +449,9 @@ impl Actor {
     /// handled; what follows a write is carried out once it is durable.
     /// Persisting earlier than asked is always safe.
     async fn flush(&mut self) {
+        let mut acks = std::mem::take(&mut self.scratch);
+        self.core.end_batch(&mut acks);
+        self.stage_outputs(acks);
         let steps = std::mem::take(&mut self.staged);
         self.staged_link_change = false;
         let steps = self.reserve_inbox_room(steps).await;
@@ -671,7 +678,9 @@ impl Actor {
             wire::Frame::Routed(r)
                 if matches!(
                     r.payload,
-                    RoutedPayload::Data { .. } | RoutedPayload::DataAck { .. }
+                    RoutedPayload::Data { .. }
+                        | RoutedPayload::DataAck { .. }
+                        | RoutedPayload::DataAcks { .. }
                 ) =>
             {
                 Priority::Data

@@ -19,9 +19,10 @@ use crate::proto::membership::heartbeat::SignedHeartbeat;
 use crate::proto::membership::record::{SignedRecord, Version};
 use crate::proto::topology::routed::{Routed, RoutedError};
 
-/// The membership protocol version spoken by this build (2: heartbeats
-/// travel apart from records).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version spoken by this build (2: heartbeats travel apart
+/// from records; 3: acks of a batch travel together,
+/// `RoutedPayload::DataAcks`). Peers must speak the same version.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The largest encoded frame a node sends or accepts (1 MiB).
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Most entries in one digest.

@@ -29,6 +29,7 @@ use crate::proto::delivery::{
 };
 use crate::proto::queue::QueueName;
 use crate::proto::topology::RoutedPayload;
+use crate::proto::topology::payload::MAX_DATA_ACKS;
 
 use super::durable::{DataState, OutboxEntry, PendingDest};
 use super::routing::Delivery;
@@ -50,6 +51,8 @@ pub(super) struct DataPath {
     next_seq: BTreeMap<ClusterId, u64>,
     /// The sequence number each pending (message, destination) was given.
     seqs: BTreeMap<(MessageKey, ClusterId), u64>,
+    /// Acks owed, by origin, until the end of the input batch.
+    acks: BTreeMap<ClusterId, Vec<u64>>,
     /// Counters for metrics.
     pub(super) counters: DataCounters,
 }
@@ -78,6 +81,7 @@ impl Default for DataPath {
             reserved_id: 1,
             next_seq: BTreeMap::new(),
             seqs: BTreeMap::new(),
+            acks: BTreeMap::new(),
             counters: DataCounters::default(),
         }
     }
@@ -346,7 +350,37 @@ impl Core {
                 return;
             }
         }
-        self.originate(origin, RoutedPayload::DataAck { id }, out);
+        let owed = self.data.acks.entry(origin).or_default();
+        owed.push(id);
+        if owed.len() >= MAX_DATA_ACKS {
+            let ids = std::mem::take(owed);
+            self.send_acks(origin, ids, out);
+        }
+    }
+
+    /// Sends the acks owed at the end of an input batch (see
+    /// [`Core::handle_batched`]): after every hand-off and dedup write of
+    /// the batch, which is always safe.
+    pub fn end_batch(&mut self, out: &mut Vec<Output>) {
+        if self.data.acks.is_empty() {
+            return;
+        }
+        for (origin, ids) in std::mem::take(&mut self.data.acks) {
+            self.send_acks(origin, ids, out);
+        }
+    }
+
+    fn send_acks(&mut self, origin: ClusterId, mut ids: Vec<u64>, out: &mut Vec<Output>) {
+        let payload = match ids.len() {
+            0 => return,
+            1 => RoutedPayload::DataAck { id: ids[0] },
+            _ => {
+                ids.sort_unstable();
+                ids.dedup();
+                RoutedPayload::DataAcks { ids }
+            }
+        };
+        self.originate(origin, payload, out);
     }
 
     /// `from` acknowledged our message `id`.
@@ -455,7 +489,9 @@ mod tests {
                     if let Frame::Routed(r) = &frame
                         && matches!(
                             r.payload,
-                            RoutedPayload::Data { .. } | RoutedPayload::DataAck { .. }
+                            RoutedPayload::Data { .. }
+                                | RoutedPayload::DataAck { .. }
+                                | RoutedPayload::DataAcks { .. }
                         )
                         && rng.gen_bool(loss)
                     {
@@ -480,6 +516,71 @@ mod tests {
             }
         }
         got
+    }
+
+    #[test]
+    fn the_acks_of_a_batch_leave_in_one_frame_and_settle_the_outbox() {
+        use crate::proto::core::tests::connect;
+        use crate::proto::wire::Frame;
+        let net = TestNet::new(4, &[1, 1]);
+        let mut cores: Vec<Core> = (0..2)
+            .map(|i| crate::proto::core::tests::core(&net, i, vec![]))
+            .collect();
+        connect(&mut cores, Millis(0), 0, 1);
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut now = Millis(0);
+        let outs = cores[1].handle(now, Input::Command(Command::Subscribe("t.#".into())));
+        lossy_pump(&mut cores, now, 1, outs, 0.0, &mut rng, &mut 0);
+        for _ in 0..20 {
+            now = now + std::time::Duration::from_millis(200);
+            for i in 0..2 {
+                let outs = cores[i].handle(now, Input::Timer(TimerId::Tick));
+                lossy_pump(&mut cores, now, i, outs, 0.0, &mut rng, &mut 0);
+            }
+        }
+        let mut data = Vec::new();
+        for n in 0..10u8 {
+            let outs = cores[0].handle(
+                now,
+                Input::Command(Command::Publish {
+                    topic: "t.x".into(),
+                    guarantee: Guarantee::AtLeastOnce,
+                    payload: vec![n],
+                }),
+            );
+            data.extend(outs.into_iter().filter_map(|o| match o {
+                Output::Send { frame, .. } => Some(frame),
+                _ => None,
+            }));
+        }
+        assert_eq!(data.len(), 10);
+        assert_eq!(cores[0].outbox_depth(), 10);
+        // One batch of ten frames at the receiver: ten hand-offs, no ack yet.
+        let from = cores[0].id();
+        let mut out = Vec::new();
+        for frame in data {
+            cores[1].handle_batched(now, Input::Frame { from, frame }, &mut out);
+        }
+        let sends = |out: &[Output]| {
+            out.iter()
+                .filter(|o| matches!(o, Output::Send { .. }))
+                .count()
+        };
+        assert_eq!(deliveries(&out).len(), 10);
+        assert_eq!(sends(&out), 0, "acks wait for the end of the batch");
+        let before = out.len();
+        cores[1].end_batch(&mut out);
+        let acks: Vec<Output> = out.split_off(before);
+        assert_eq!(acks.len(), 1, "one frame for the batch: {acks:?}");
+        let Output::Send { frame, .. } = &acks[0] else {
+            panic!("{acks:?}")
+        };
+        let Frame::Routed(r) = frame else {
+            panic!("{frame:?}")
+        };
+        assert!(matches!(&r.payload, RoutedPayload::DataAcks { ids } if ids.len() == 10));
+        lossy_pump(&mut cores, now, 1, acks, 0.0, &mut rng, &mut 0);
+        assert_eq!(cores[0].outbox_depth(), 0, "every message acknowledged");
     }
 
     #[test]

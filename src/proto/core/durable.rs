@@ -153,7 +153,9 @@ mod tests {
                     if let Frame::Routed(r) = &frame
                         && matches!(
                             r.payload,
-                            RoutedPayload::Data { .. } | RoutedPayload::DataAck { .. }
+                            RoutedPayload::Data { .. }
+                                | RoutedPayload::DataAck { .. }
+                                | RoutedPayload::DataAcks { .. }
                         )
                         && rng.gen_bool(loss)
                     {

@@ -406,6 +406,14 @@ impl Core {
 
     /// Handles one input at `now`, appending what to do to `out`.
     pub fn handle_into(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
+        self.handle_batched(now, input, out);
+        self.end_batch(out);
+    }
+
+    /// Like [`Self::handle_into`], for one input of a batch: the acks it
+    /// owes wait for [`Self::end_batch`] and leave together, one frame per
+    /// origin (the event loop calls it before carrying out the batch).
+    pub fn handle_batched(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
         if !self.started {
             self.start(now, out);
         }

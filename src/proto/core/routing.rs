@@ -302,6 +302,11 @@ impl Core {
             | RoutedPayload::QuorumCertificate { .. }
             | RoutedPayload::QuorumEvidence { .. }) => self.on_quorum(origin, p, out),
             RoutedPayload::DataAck { id } => self.on_data_ack(origin, id, out),
+            RoutedPayload::DataAcks { ids } => {
+                for id in ids {
+                    self.on_data_ack(origin, id, out);
+                }
+            }
             RoutedPayload::ProbeAck { id, path } => {
                 // Only the probe's destination may acknowledge it.
                 let ours = self.probes.dst_of(id) == Some(origin);
