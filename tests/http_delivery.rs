@@ -15,8 +15,9 @@ use fedmesh::http::client::ClientError;
 use fedmesh::http::delivery::{ApiFuture, DeliveryApi, PublishAnswer, PublishRequest};
 use fedmesh::http::delivery_client::{publish, subscribe};
 use fedmesh::http::metrics::{
-    CONSENSUS_ROUNDS_STARTED_TOTAL, CONSENSUS_ROUNDS_TOTAL, CROSS_CLUSTER_DELIVERIES_TOTAL,
-    FEDERATED_MESSAGES_TOTAL, FEDERATION_LATENCY_SECONDS, OUTBOX_DEPTH, SUBSCRIBE_MISSED_TOTAL,
+    COMMIT_SECONDS, CONSENSUS_ROUNDS_STARTED_TOTAL, CONSENSUS_ROUNDS_TOTAL,
+    CROSS_CLUSTER_DELIVERIES_TOTAL, FEDERATED_MESSAGES_TOTAL, FEDERATION_LATENCY_SECONDS,
+    OUTBOX_DEPTH, SUBSCRIBE_MISSED_TOTAL,
 };
 use fedmesh::http::subscribe::{MessageLine, StreamLine};
 use fedmesh::http::{AdminHooks, install_metrics, serve_admin};
@@ -272,6 +273,12 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
             ] {
                 assert!(sample(&body, name, &[]).is_some(), "{name} missing");
             }
+            // B committed the dedup windows of what it received.
+            let commits = format!("{COMMIT_SECONDS}_count");
+            assert!(
+                sample(&body, &commits, &[]).is_some_and(|n| n >= 1.0),
+                "{commits} missing"
+            );
             for result in ["succeeded", "failed"] {
                 assert!(
                     sample(&body, CONSENSUS_ROUNDS_TOTAL, &[("result", result)]).is_some(),

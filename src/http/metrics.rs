@@ -97,6 +97,10 @@ pub const CAUSAL_OVERFLOW_TOTAL: &str = "fedmesh_causal_overflow_total";
 pub const LATENCY_SAMPLES_DROPPED_TOTAL: &str = "fedmesh_latency_samples_dropped_total";
 /// Counter: deliveries a `GET /subscribe` observer missed by falling behind.
 pub const SUBSCRIBE_MISSED_TOTAL: &str = "fedmesh_subscribe_missed_total";
+/// Histogram: seconds one group commit of the data path took (fsync
+/// included), with buckets [`COMMIT_BUCKETS`]. Everything that waits for
+/// durability (publish answers, acks, votes) waits about this long.
+pub const COMMIT_SECONDS: &str = "fedmesh_commit_seconds";
 
 /// Label of [`MEMBERS`]: the member state.
 pub const LABEL_STATE: &str = "state";
@@ -123,6 +127,11 @@ pub const RESULT_FAILED: &str = "failed";
 /// Bucket upper bounds of [`FEDERATION_LATENCY_SECONDS`], in seconds.
 pub const FEDERATION_LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Bucket upper bounds of [`COMMIT_SECONDS`], in seconds.
+pub const COMMIT_BUCKETS: &[f64] = &[
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
 /// How often the recorder drains recorded histogram samples, so that they
@@ -153,7 +162,10 @@ fn install_once() -> PrometheusHandle {
             Matcher::Full(FEDERATION_LATENCY_SECONDS.to_owned()),
             FEDERATION_LATENCY_BUCKETS,
         )
-        // Only fails for an empty bucket list, which the constant is not.
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.to_owned()), COMMIT_BUCKETS)
+        })
+        // Only fails for an empty bucket list, which the constants are not.
         .unwrap_or_else(|_| PrometheusBuilder::new());
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
@@ -321,6 +333,11 @@ fn describe_metrics() {
         LATENCY_SAMPLES_DROPPED_TOTAL,
         Unit::Count,
         "Federation latency samples not recorded."
+    );
+    describe_histogram!(
+        COMMIT_SECONDS,
+        Unit::Seconds,
+        "Seconds one group commit of the data path took, fsync included."
     );
     describe_histogram!(
         FEDERATION_LATENCY_SECONDS,

@@ -193,7 +193,10 @@ impl CommitPipeline {
         self.next += 1;
         self.in_flight = true;
         tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
             let result = db.db.commit_delivery(&mut writes);
+            metrics::histogram!(crate::http::metrics::COMMIT_SECONDS)
+                .record(t.elapsed().as_secs_f64());
             if result.is_ok() {
                 for (permit, e) in handoffs {
                     permit.send(e);
