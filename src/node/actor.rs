@@ -455,12 +455,20 @@ impl Actor {
         let steps = std::mem::take(&mut self.staged);
         self.staged_link_change = false;
         let steps = self.reserve_inbox_room(steps).await;
+        let waits = steps
+            .iter()
+            .any(|s| matches!(s, Step::Message(_, Handoff::Wait)));
         let mut ready = Vec::new();
         self.commits.stage(steps, &mut ready);
         if !ready.is_empty() {
             self.execute(ready).await;
         }
         self.commits.start();
+        if waits {
+            // Hand-offs that wait for room go before any later batch can
+            // reserve room for itself (which they would then wait behind).
+            self.drain_commits().await;
+        }
     }
 
     /// Turns the messages among `steps` into inbox hand-offs, with room
@@ -474,11 +482,11 @@ impl Actor {
         }
         let capacity = self.inbox.as_ref().map(|i| i.capacity());
         if let (Some(capacity), Some(i)) = (capacity, &self.inbox)
-            && n <= capacity
-            && i.available() < n
+            && (n > capacity || i.available() < n)
             && self.commits.holds()
         {
-            // Held messages may hold the room: let their commits hand them off.
+            // Held messages may hold the room: let their commits hand them
+            // off first, or waiting for room could wait for ourselves.
             self.drain_commits().await;
         }
         let mut permits = Vec::new();
