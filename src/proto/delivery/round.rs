@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
 
 use crate::proto::bytes32::{Digest, NetworkId};
 use crate::proto::certificate::CertificateError;
@@ -44,9 +45,9 @@ use crate::proto::quorum::{
 };
 use crate::proto::roster::Roster;
 use crate::proto::time::Millis;
-use crate::proto::vote::{Round, SignedVote, VoteError};
+use crate::proto::vote::{Round, SignedVote, Vote, VoteError};
 
-use super::batch::{Attestation, AttestedVote, VoteBatch};
+use super::batch::{Attestation, AttestedVote, VerifiedBatch, VoteBatch};
 use super::certificate::QuorumCertificate;
 use super::envelope::Envelope;
 use super::evidence::VoteEvidence;
@@ -184,11 +185,73 @@ pub struct QuorumCounters {
     pub refused: u64,
 }
 
+/// What proves one voter's vote in a tallied round.
+#[derive(Debug)]
+enum Proof {
+    /// Entry `index` of a verified batch; the attested vote (with its Merkle
+    /// path) is built only when a certificate, evidence or echo needs it, so
+    /// tallying an entry copies a pointer, not a ~600-byte proof.
+    Batch {
+        batch: Arc<VerifiedBatch>,
+        index: u32,
+        value: Digest,
+    },
+    /// A vote that arrived alone, or from a certificate or evidence.
+    Attested(Box<AttestedVote>),
+}
+
+impl Proof {
+    fn voter(&self) -> ClusterId {
+        match self {
+            Proof::Batch { batch, .. } => batch.voter(),
+            Proof::Attested(v) => v.vote.voter,
+        }
+    }
+
+    fn value(&self) -> Digest {
+        match self {
+            Proof::Batch { value, .. } => *value,
+            Proof::Attested(v) => v.vote.value,
+        }
+    }
+
+    /// The signature bytes handed to the coordinator as an opaque tag.
+    fn signature(&self) -> [u8; 64] {
+        match self {
+            Proof::Batch { batch, .. } => *batch.signature(),
+            Proof::Attested(v) => match &v.attestation {
+                Attestation::Single(s) => *s,
+                Attestation::Batch(p) => p.signature,
+            },
+        }
+    }
+
+    /// The self-contained attested vote for `round`.
+    fn attested(&self, round: Round) -> AttestedVote {
+        match self {
+            Proof::Batch {
+                batch,
+                index,
+                value,
+            } => AttestedVote {
+                vote: Vote {
+                    round,
+                    value: *value,
+                    voter: batch.voter(),
+                },
+                attestation: Attestation::Batch(batch.proof(*index)),
+            },
+            Proof::Attested(v) => (**v).clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct RoundInfo {
     first_seen: Millis,
     certified: bool,
-    proofs: Vec<AttestedVote>,
+    /// The proof recorded first for each voter whose vote was counted.
+    proofs: Vec<Proof>,
 }
 
 impl RoundInfo {
@@ -328,16 +391,27 @@ impl QuorumDriver {
             .roster(epoch)
             .ok_or(CoordinatorError::UnknownEpoch(epoch))?
             .clone();
-        let votes = match batch.verified_votes(&roster, Some(&self.cache)) {
-            Ok(v) => v,
+        let verified = match batch.verified(&roster, Some(&self.cache)) {
+            Ok(v) => Arc::new(v),
             Err(e) => {
                 self.counters.refused += 1;
                 return Err(e.into());
             }
         };
+        let voter = batch.voter();
         let mut out = Vec::new();
-        for vote in votes {
-            self.ingest(now, vote, &mut out)?;
+        for (index, (subject, value)) in batch.entries().iter().enumerate() {
+            let vote = Vote {
+                round: batch.round(*subject),
+                value: *value,
+                voter,
+            };
+            let proof = Proof::Batch {
+                batch: verified.clone(),
+                index: index as u32,
+                value: *value,
+            };
+            self.ingest(now, vote, proof, &mut out)?;
         }
         Ok(out)
     }
@@ -350,7 +424,7 @@ impl QuorumDriver {
     ) -> Result<Vec<QuorumOutput>, QuorumError> {
         self.verify_vote(&vote)?;
         let mut out = Vec::new();
-        self.ingest(now, vote, &mut out)?;
+        self.ingest(now, vote.vote, Proof::Attested(Box::new(vote)), &mut out)?;
         Ok(out)
     }
 
@@ -386,7 +460,7 @@ impl QuorumDriver {
         }
         let mut out = Vec::new();
         for vote in cert.votes() {
-            self.ingest(now, vote, &mut out)?;
+            self.ingest(now, vote.vote, Proof::Attested(Box::new(vote)), &mut out)?;
         }
         let in_cert: HashSet<ClusterId> = cert.votes().map(|v| v.vote.voter).collect();
         let echo: Vec<AttestedVote> = roster
@@ -394,7 +468,6 @@ impl QuorumDriver {
             .iter()
             .filter(|m| !in_cert.contains(&m.id))
             .filter_map(|m| self.proof(&cert.round(), &m.id))
-            .cloned()
             .collect();
         if !echo.is_empty() {
             out.push(QuorumOutput::Echo(echo));
@@ -433,7 +506,7 @@ impl QuorumDriver {
         // first-hand detection does (and counts its first value once, as the
         // coordinator's rule says).
         for vote in [evidence.first().clone(), evidence.second().clone()] {
-            self.ingest(now, vote, &mut out)?;
+            self.ingest(now, vote.vote, Proof::Attested(Box::new(vote)), &mut out)?;
         }
         self.counters.equivocations = before;
         if !out.iter().any(|o| matches!(o, QuorumOutput::Evidence(_))) {
@@ -454,51 +527,47 @@ impl QuorumDriver {
         Ok(out)
     }
 
-    /// Counts a verified vote.
+    /// Counts a verified vote; `proof` is what proves it.
     fn ingest(
         &mut self,
         now: Millis,
-        vote: AttestedVote,
+        vote: Vote,
+        proof: Proof,
         out: &mut Vec<QuorumOutput>,
     ) -> Result<(), QuorumError> {
-        let round = vote.vote.round;
-        if !self.rounds.contains_key(&round) {
-            if self.rounds.len() >= self.config.max_tracked {
-                self.counters.refused += 1;
-                return Err(QuorumError::TooManyRounds(self.rounds.len()));
-            }
-            let members = self
-                .coordinator
-                .roster(round.epoch)
-                .map_or(0, |r| r.members().len());
-            self.rounds.insert(round, RoundInfo::new(now, members));
-        }
+        let round = vote.round;
         let roster = self
             .coordinator
             .roster(round.epoch)
             .ok_or(CoordinatorError::UnknownEpoch(round.epoch))?;
-        let signature = match &vote.attestation {
-            Attestation::Single(s) => *s,
-            Attestation::Batch(p) => p.signature,
+        let tracked = self.rounds.len();
+        let info = match self.rounds.entry(round) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                if tracked >= self.config.max_tracked {
+                    self.counters.refused += 1;
+                    return Err(QuorumError::TooManyRounds(tracked));
+                }
+                e.insert(RoundInfo::new(now, roster.members().len()))
+            }
         };
         let tagged = SignedVote {
-            vote: vote.vote,
-            signature,
+            vote,
+            signature: proof.signature(),
         };
         let verified = assume_signature_checked(roster, &tagged)?;
         let report = self.coordinator.add_vote(&verified)?;
-        let key = (round, vote.vote.voter);
         match report.effect {
             VoteEffect::Counted | VoteEffect::SignerFlagged => {
-                if let Some(info) = self.rounds.get_mut(&round)
-                    && !info.proofs.iter().any(|v| v.vote.voter == vote.vote.voter)
-                {
-                    info.proofs.push(vote);
+                if !info.proofs.iter().any(|p| p.voter() == vote.voter) {
+                    info.proofs.push(proof);
                 }
             }
             VoteEffect::Equivocation(_) => {
-                if let Some(first) = self.proof(&key.0, &key.1)
-                    && let Ok(e) = VoteEvidence::from_conflict(first.clone(), vote)
+                let first = info.proofs.iter().find(|p| p.voter() == vote.voter);
+                if let Some(first) = first
+                    && let Ok(e) =
+                        VoteEvidence::from_conflict(first.attested(round), proof.attested(round))
                 {
                     self.counters.equivocations += 1;
                     out.push(QuorumOutput::Evidence(Box::new(e)));
@@ -540,11 +609,13 @@ impl QuorumDriver {
     fn certificate(&self, round: Round, value: Digest) -> QuorumCertificate {
         let tally = self.coordinator.tally(&round);
         let proofs = self.rounds.get(&round).map(|i| i.proofs.as_slice());
-        let counted = proofs
+        let counted: Vec<AttestedVote> = proofs
             .unwrap_or_default()
             .iter()
-            .filter(|v| tally.is_some_and(|t| t.is_counted(&v.vote.voter)));
-        QuorumCertificate::from_votes(round, value, counted)
+            .filter(|p| p.value() == value && tally.is_some_and(|t| t.is_counted(&p.voter())))
+            .map(|p| p.attested(round))
+            .collect();
+        QuorumCertificate::from_votes(round, value, &counted)
     }
 
     /// The round timer fired: resend the proposal to members that have not
@@ -580,7 +651,11 @@ impl QuorumDriver {
             .iter()
             .map(|m| m.id)
             .filter(|id| {
-                !tally.is_some_and(|t| t.is_counted(id)) && self.proof(&round, id).is_none()
+                !tally.is_some_and(|t| t.is_counted(id))
+                    && !self
+                        .rounds
+                        .get(&round)
+                        .is_some_and(|i| i.proofs.iter().any(|p| p.voter() == *id))
             })
             .collect();
         vec![
@@ -607,12 +682,13 @@ impl QuorumDriver {
         });
     }
 
-    fn proof(&self, round: &Round, voter: &ClusterId) -> Option<&AttestedVote> {
+    fn proof(&self, round: &Round, voter: &ClusterId) -> Option<AttestedVote> {
         self.rounds
             .get(round)?
             .proofs
             .iter()
-            .find(|v| v.vote.voter == *voter)
+            .find(|p| p.voter() == *voter)
+            .map(|p| p.attested(*round))
     }
 
     /// Marks a round as certified; true the first time.
