@@ -741,6 +741,37 @@ mod tests {
     }
 
     #[test]
+    fn verified_batches_give_the_same_proofs_as_attested_votes() {
+        let net = TestNet::new(3, &[1, 1, 1]);
+        for n in [1, 2, 3, 6, 255, 256, 257, MAX_BATCH as u64] {
+            let b = batch(&net, 2, n);
+            let verified = b.verified(&net.roster, None).unwrap();
+            assert_eq!(verified.len(), n as usize);
+            assert_eq!(verified.voter(), net.identities[2].id());
+            let votes = b.votes();
+            for i in [0, n / 2, n - 1] {
+                let v = &votes[i as usize];
+                let proof = verified.proof(i as u32);
+                assert!(proof.path.len() <= MAX_PATH);
+                assert_eq!(v.attestation, Attestation::Batch(proof), "n {n} i {i}");
+                v.verify(&net.roster, None).unwrap();
+            }
+            // An index past the end proves nothing.
+            let outside = AttestedVote {
+                vote: votes[0].vote,
+                attestation: Attestation::Batch(verified.proof(n as u32)),
+            };
+            assert!(outside.verify(&net.roster, None).is_err());
+        }
+        let mut forged = batch(&net, 2, 7);
+        forged.entries[3].1 = value(99);
+        assert_eq!(
+            forged.verified(&net.roster, None).err(),
+            Some(VoteError::BadSignature(net.identities[2].id()))
+        );
+    }
+
+    #[test]
     fn tampered_entries_and_proofs_are_refused() {
         let net = TestNet::new(3, &[1, 1, 1]);
         let b = batch(&net, 1, 5);

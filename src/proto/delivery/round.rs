@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::{HashMap, HashSet};
-use std::collections::hash_map::Entry;
 
 use crate::proto::bytes32::{Digest, NetworkId};
 use crate::proto::certificate::CertificateError;
@@ -226,20 +225,23 @@ impl Proof {
         }
     }
 
+    fn attestation(&self) -> Attestation {
+        match self {
+            Proof::Batch { batch, index, .. } => Attestation::Batch(batch.proof(*index)),
+            Proof::Attested(v) => v.attestation.clone(),
+        }
+    }
+
     /// The self-contained attested vote for `round`.
     fn attested(&self, round: Round) -> AttestedVote {
         match self {
-            Proof::Batch {
-                batch,
-                index,
-                value,
-            } => AttestedVote {
+            Proof::Batch { batch, value, .. } => AttestedVote {
                 vote: Vote {
                     round,
                     value: *value,
                     voter: batch.voter(),
                 },
-                attestation: Attestation::Batch(batch.proof(*index)),
+                attestation: self.attestation(),
             },
             Proof::Attested(v) => (**v).clone(),
         }
@@ -279,12 +281,11 @@ struct OwnRound {
 pub struct QuorumDriver {
     me: ClusterId,
     config: QuorumConfig,
-    coordinator: Coordinator,
+    /// Every tallied round, with beside its tally: when first seen, whether
+    /// a certificate was reported, and the proof recorded first for each voter.
+    coordinator: Coordinator<RoundInfo>,
     cache: Arc<SigCache>,
     current: Arc<Roster>,
-    /// Every tallied round: when first seen, whether a certificate was
-    /// reported, and the attested vote recorded first for each voter.
-    rounds: HashMap<Round, RoundInfo>,
     own: HashMap<Round, OwnRound>,
     counters: QuorumCounters,
 }
@@ -300,10 +301,9 @@ impl QuorumDriver {
         QuorumDriver {
             me,
             config,
-            coordinator: Coordinator::new(roster.clone()),
+            coordinator: Coordinator::with_round_data(roster.clone()),
             cache,
             current: roster,
-            rounds: HashMap::default(),
             own: HashMap::default(),
             counters: QuorumCounters::default(),
         }
@@ -350,7 +350,7 @@ impl QuorumDriver {
             kind,
             subject: envelope.subject(roster.network_id()),
         };
-        if self.own.contains_key(&round) || self.coordinator.tally(&round).is_some() {
+        if self.own.contains_key(&round) || self.coordinator.round(&round).is_some() {
             return Err(QuorumError::Duplicate);
         }
         let timeout = self.config.backoff.initial(max_rtt);
@@ -365,9 +365,8 @@ impl QuorumDriver {
                 deadline,
             },
         );
-        self.rounds
-            .entry(round)
-            .or_insert_with(|| RoundInfo::new(now, roster.members().len()));
+        self.coordinator
+            .round_data(round, || RoundInfo::new(now, roster.members().len()));
         self.counters.started += 1;
         let to = roster.members().iter().map(|m| m.id).collect();
         Ok(vec![
@@ -513,11 +512,12 @@ impl QuorumDriver {
             out.push(QuorumOutput::Evidence(Box::new(evidence.clone())));
         }
         self.counters.flagged_from_evidence += 1;
+        // Rounds without any vote yet (own proposals) are left to their votes.
         let pending: Vec<Round> = self
-            .rounds
-            .keys()
-            .filter(|r| r.epoch == epoch && self.coordinator.decision(r).is_none())
-            .copied()
+            .coordinator
+            .rounds()
+            .filter(|(r, t, _)| r.epoch == epoch && !t.is_empty() && t.decision().is_none())
+            .map(|(r, _, _)| *r)
             .collect();
         for round in pending {
             if let Some(d) = self.coordinator.evaluate(round)? {
@@ -540,23 +540,20 @@ impl QuorumDriver {
             .coordinator
             .roster(round.epoch)
             .ok_or(CoordinatorError::UnknownEpoch(round.epoch))?;
-        let tracked = self.rounds.len();
-        let info = match self.rounds.entry(round) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                if tracked >= self.config.max_tracked {
-                    self.counters.refused += 1;
-                    return Err(QuorumError::TooManyRounds(tracked));
-                }
-                e.insert(RoundInfo::new(now, roster.members().len()))
-            }
-        };
+        let members = roster.members().len();
         let tagged = SignedVote {
             vote,
             signature: proof.signature(),
         };
         let verified = assume_signature_checked(roster, &tagged)?;
-        let report = self.coordinator.add_vote(&verified)?;
+        let tracked = self.coordinator.round_count();
+        if tracked >= self.config.max_tracked && self.coordinator.round(&round).is_none() {
+            self.counters.refused += 1;
+            return Err(QuorumError::TooManyRounds(tracked));
+        }
+        let (report, info) = self
+            .coordinator
+            .add_vote_with(&verified, || RoundInfo::new(now, members))?;
         match report.effect {
             VoteEffect::Counted | VoteEffect::SignerFlagged => {
                 if !info.proofs.iter().any(|p| p.voter() == vote.voter) {
@@ -585,8 +582,9 @@ impl QuorumDriver {
         let own = self.own.remove(&round).is_some();
         let outcome = match decision {
             Decision::Accepted(value) => {
-                let cert = Arc::new(self.certificate(round, value));
-                if self.mark_certified(&round) {
+                let (cert, first) = self.certify(round, value);
+                let cert = Arc::new(cert);
+                if first {
                     out.push(QuorumOutput::Certified(cert.clone()));
                 }
                 Outcome::Accepted(cert)
@@ -606,16 +604,24 @@ impl QuorumDriver {
         });
     }
 
-    fn certificate(&self, round: Round, value: Digest) -> QuorumCertificate {
-        let tally = self.coordinator.tally(&round);
-        let proofs = self.rounds.get(&round).map(|i| i.proofs.as_slice());
-        let counted: Vec<AttestedVote> = proofs
-            .unwrap_or_default()
+    /// The certificate of an accepted round from the proofs of its counted
+    /// votes for `value`, and whether the round is newly marked certified.
+    fn certify(&mut self, round: Round, value: Digest) -> (QuorumCertificate, bool) {
+        let Some((tally, info)) = self.coordinator.round_mut(&round) else {
+            return (QuorumCertificate::from_votes(round, value, &[]), false);
+        };
+        let votes = info
+            .proofs
             .iter()
-            .filter(|p| p.value() == value && tally.is_some_and(|t| t.is_counted(&p.voter())))
-            .map(|p| p.attested(round))
+            .filter(|p| p.value() == value && tally.is_counted(&p.voter()))
+            .map(|p| (p.voter(), p.attestation()))
             .collect();
-        QuorumCertificate::from_votes(round, value, &counted)
+        let first = !info.certified;
+        info.certified = true;
+        (
+            QuorumCertificate::from_attestations(round, value, votes),
+            first,
+        )
     }
 
     /// The round timer fired: resend the proposal to members that have not
@@ -644,18 +650,16 @@ impl QuorumDriver {
         own.deadline = now + own.timeout;
         let (proposal, deadline) = (own.proposal.clone(), own.deadline);
         self.counters.retries += 1;
-        let tally = self.coordinator.tally(&round);
+        let known = self.coordinator.round(&round);
         let to = self
             .roster()
             .members()
             .iter()
             .map(|m| m.id)
             .filter(|id| {
-                !tally.is_some_and(|t| t.is_counted(id))
-                    && !self
-                        .rounds
-                        .get(&round)
-                        .is_some_and(|i| i.proofs.iter().any(|p| p.voter() == *id))
+                !known.is_some_and(|(t, i)| {
+                    t.is_counted(id) || i.proofs.iter().any(|p| p.voter() == *id)
+                })
             })
             .collect();
         vec![
@@ -672,19 +676,14 @@ impl QuorumDriver {
     pub fn gc(&mut self, now: Millis) {
         let keep = self.config.retention;
         let own = &self.own;
-        let coordinator = &mut self.coordinator;
-        self.rounds.retain(|round, info| {
-            let stay = now.since(info.first_seen) <= keep || own.contains_key(round);
-            if !stay {
-                coordinator.forget(round);
-            }
-            stay
-        });
+        self.coordinator
+            .retain(|round, _, info| now.since(info.first_seen) <= keep || own.contains_key(round));
     }
 
     fn proof(&self, round: &Round, voter: &ClusterId) -> Option<AttestedVote> {
-        self.rounds
-            .get(round)?
+        self.coordinator
+            .round(round)?
+            .1
             .proofs
             .iter()
             .find(|p| p.voter() == *voter)
@@ -693,8 +692,8 @@ impl QuorumDriver {
 
     /// Marks a round as certified; true the first time.
     fn mark_certified(&mut self, round: &Round) -> bool {
-        match self.rounds.get_mut(round) {
-            Some(info) if !info.certified => {
+        match self.coordinator.round_mut(round) {
+            Some((_, info)) if !info.certified => {
                 info.certified = true;
                 true
             }
@@ -724,7 +723,7 @@ impl QuorumDriver {
 
     /// Rounds tallied.
     pub fn tracked(&self) -> usize {
-        self.rounds.len()
+        self.coordinator.round_count()
     }
 
     /// The counters.
