@@ -270,8 +270,8 @@ impl<X> Coordinator<X> {
         };
         let roster = self.rosters.get(&round.epoch)?;
         let votes: Vec<VerifiedVote> = tally
-            .counted_votes_for(value)
-            .filter_map(|sv| crate::proto::quorum::assume_signature_checked(roster, sv).ok())
+            .counted_votes_for(*round, value)
+            .filter_map(|sv| crate::proto::quorum::assume_signature_checked(roster, &sv).ok())
             .collect();
         Some(Certificate::from_votes(*round, value, &votes))
     }
