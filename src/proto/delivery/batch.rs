@@ -52,24 +52,68 @@ fn node(l: &Digest, r: &Digest) -> Digest {
     Digest(*h.finalize().as_bytes())
 }
 
-/// Every level of the tree, leaves first, root last.
-fn levels(leaves: Vec<Digest>) -> Vec<Vec<Digest>> {
-    let mut out = vec![leaves];
-    while out.last().is_some_and(|l| l.len() > 1) {
-        let prev = out.last().map(Vec::as_slice).unwrap_or_default();
-        let next = prev
-            .chunks(2)
-            .map(|c| {
-                if c.len() == 2 {
-                    node(&c[0], &c[1])
+/// A batch's Merkle tree, built once per batch: every level in one flat
+/// vector (leaves first, root last), so a verifier pays two allocations per
+/// batch, not one per level or per entry, and produces an entry's path only
+/// when a certificate or evidence needs it.
+#[derive(Debug, Clone, Default)]
+struct Tree {
+    nodes: Vec<Digest>,
+    /// `nodes[starts[l]..starts[l + 1]]` is level `l`; `levels` levels.
+    starts: [usize; MAX_PATH + 2],
+    levels: usize,
+}
+
+impl Tree {
+    fn build(entries: &[(Digest, Digest)]) -> Self {
+        let mut t = Tree {
+            nodes: Vec::with_capacity(2 * entries.len()),
+            ..Tree::default()
+        };
+        t.nodes.extend(entries.iter().map(|(s, v)| leaf(s, v)));
+        t.levels = 1;
+        t.starts[1] = t.nodes.len();
+        let (mut lo, mut hi) = (0, t.nodes.len());
+        // At most MAX_BATCH leaves, so at most MAX_PATH + 1 levels; the bound
+        // on `starts` only stops a longer list from panicking (its root is
+        // then wrong and nothing verifies).
+        while hi - lo > 1 && t.levels <= MAX_PATH {
+            let mut i = lo;
+            while i < hi {
+                let h = if i + 1 < hi {
+                    node(&t.nodes[i], &t.nodes[i + 1])
                 } else {
-                    c[0]
-                }
-            })
-            .collect();
-        out.push(next);
+                    t.nodes[i]
+                };
+                t.nodes.push(h);
+                i += 2;
+            }
+            (lo, hi) = (hi, t.nodes.len());
+            t.levels += 1;
+            t.starts[t.levels] = hi;
+        }
+        t
     }
-    out
+
+    fn root(&self) -> Digest {
+        self.nodes.last().copied().unwrap_or_default()
+    }
+
+    /// The sibling hashes of leaf `index` from the leaf up.
+    fn path(&self, index: usize) -> MerklePath {
+        let mut path = MerklePath::default();
+        let mut idx = index;
+        for l in 0..self.levels.saturating_sub(1) {
+            let sibling = self.starts[l] + (idx ^ 1);
+            if sibling < self.starts[l + 1]
+                && let Some(s) = self.nodes.get(sibling)
+            {
+                path.push(*s);
+            }
+            idx /= 2;
+        }
+        path
+    }
 }
 
 /// The root implied by `leaf` at `index` of `count` leaves and `path`, or
@@ -148,8 +192,9 @@ pub struct VoteBatch {
 }
 
 impl VoteBatch {
-    /// Signs `entries` (subject, value) as `identity`. Callers go through
-    /// the `VoteSigner`, which guarantees one value per slot.
+    /// Signs `entries` (subject, value) as `identity` (tests; the
+    /// `VoteSigner` signs with [`VoteBatch::sign_attested`]).
+    #[cfg(test)]
     pub(crate) fn sign(
         identity: &Identity,
         network_id: NetworkId,
@@ -157,35 +202,46 @@ impl VoteBatch {
         kind: VoteKind,
         entries: Vec<(Digest, Digest)>,
     ) -> Result<Self, BatchError> {
+        Self::sign_attested(identity, network_id, epoch, kind, entries).map(|(b, _)| b)
+    }
+
+    /// Signs like [`VoteBatch::sign`] and returns every entry as an attested
+    /// vote too, from the one tree built for the root.
+    pub(crate) fn sign_attested(
+        identity: &Identity,
+        network_id: NetworkId,
+        epoch: u64,
+        kind: VoteKind,
+        entries: Vec<(Digest, Digest)>,
+    ) -> Result<(Self, Vec<AttestedVote>), BatchError> {
         if entries.is_empty() || entries.len() > MAX_BATCH {
             return Err(BatchError::Size(entries.len()));
         }
         let mut subjects: Vec<&Digest> = entries.iter().map(|(s, _)| s).collect();
-        subjects.sort();
+        subjects.sort_unstable();
         if let Some(w) = subjects.windows(2).find(|w| w[0] == w[1]) {
             return Err(BatchError::DuplicateSubject(*w[0]));
         }
-        let root = Self::root_of(&entries);
+        let tree = Tree::build(&entries);
         let voter = identity.id();
-        let bytes = header_bytes(network_id, epoch, kind, voter, entries.len() as u32, &root);
-        Ok(VoteBatch {
+        let bytes = header_bytes(
+            network_id,
+            epoch,
+            kind,
+            voter,
+            entries.len() as u32,
+            &tree.root(),
+        );
+        let batch = VoteBatch {
             network_id,
             epoch,
             kind,
             voter,
             signature: identity.sign(&bytes),
             entries,
-        })
-    }
-
-    fn root_of(entries: &[(Digest, Digest)]) -> Digest {
-        let leaves = entries.iter().map(|(s, v)| leaf(s, v)).collect();
-        let levels = levels(leaves);
-        levels
-            .last()
-            .and_then(|l| l.first())
-            .copied()
-            .unwrap_or_default()
+        };
+        let votes = batch.votes_from(&tree);
+        Ok((batch, votes))
     }
 
     /// The signer.
@@ -210,29 +266,35 @@ impl VoteBatch {
 
     /// The signed header bytes.
     pub fn sign_bytes(&self) -> Vec<u8> {
-        let root = Self::root_of(&self.entries);
+        self.header(&Tree::build(&self.entries).root())
+    }
+
+    fn header(&self, root: &Digest) -> Vec<u8> {
         header_bytes(
             self.network_id,
             self.epoch,
             self.kind,
             self.voter,
             self.entries.len() as u32,
-            &root,
+            root,
         )
     }
 
     /// Verifies the batch against the roster of its epoch (one signature check,
     /// skipped on a `cache` hit; successes are cached).
     pub fn verify(&self, roster: &Roster, cache: Option<&SigCache>) -> Result<(), VoteError> {
-        self.check(roster, cache, &Self::root_of(&self.entries))
+        self.verified(roster, cache).map(|_| ())
     }
 
-    fn check(
+    /// Verifies the batch like [`VoteBatch::verify`] and keeps its Merkle
+    /// tree, from which each entry's proof is produced on demand: a verifier
+    /// that tallies thousands of entries builds the few paths that go into
+    /// certificates and evidence, not one per entry.
+    pub fn verified(
         &self,
         roster: &Roster,
         cache: Option<&SigCache>,
-        root: &Digest,
-    ) -> Result<(), VoteError> {
+    ) -> Result<VerifiedBatch, VoteError> {
         let first = self
             .entries
             .first()
@@ -250,15 +312,15 @@ impl VoteBatch {
         let key = roster
             .key(&self.voter)
             .ok_or(VoteError::NotAMember(self.voter))?;
-        let bytes = header_bytes(
-            self.network_id,
-            self.epoch,
-            self.kind,
-            self.voter,
-            self.entries.len() as u32,
-            root,
-        );
-        check_signature(key, &bytes, &self.signature, self.voter, cache)
+        let tree = Tree::build(&self.entries);
+        let bytes = self.header(&tree.root());
+        check_signature(key, &bytes, &self.signature, self.voter, cache)?;
+        Ok(VerifiedBatch {
+            voter: self.voter,
+            count: self.entries.len() as u32,
+            signature: self.signature,
+            tree,
+        })
     }
 
     /// Verifies the batch like [`VoteBatch::verify`] and returns its entries as
@@ -268,54 +330,33 @@ impl VoteBatch {
         roster: &Roster,
         cache: Option<&SigCache>,
     ) -> Result<Vec<AttestedVote>, VoteError> {
-        let levels = self.levels();
-        let root = levels
-            .last()
-            .and_then(|l| l.first())
-            .copied()
-            .unwrap_or_default();
-        self.check(roster, cache, &root)?;
-        Ok(self.votes_from(&levels))
-    }
-
-    fn levels(&self) -> Vec<Vec<Digest>> {
-        levels(self.entries.iter().map(|(s, v)| leaf(s, v)).collect())
+        let verified = self.verified(roster, cache)?;
+        Ok(self.votes_from(&verified.tree))
     }
 
     /// Every entry as a self-contained attested vote (the batch need not be
     /// verified first; each attested vote verifies on its own).
     pub fn votes(&self) -> Vec<AttestedVote> {
-        self.votes_from(&self.levels())
+        self.votes_from(&Tree::build(&self.entries))
     }
 
-    fn votes_from(&self, levels: &[Vec<Digest>]) -> Vec<AttestedVote> {
+    fn votes_from(&self, tree: &Tree) -> Vec<AttestedVote> {
         let count = self.entries.len() as u32;
         self.entries
             .iter()
             .enumerate()
-            .map(|(i, (subject, value))| {
-                let mut path = MerklePath::default();
-                let mut idx = i;
-                for level in &levels[..levels.len() - 1] {
-                    let sib = idx ^ 1;
-                    if let Some(s) = level.get(sib) {
-                        path.push(*s);
-                    }
-                    idx /= 2;
-                }
-                AttestedVote {
-                    vote: Vote {
-                        round: self.round(*subject),
-                        value: *value,
-                        voter: self.voter,
-                    },
-                    attestation: Attestation::Batch(BatchProof {
-                        index: i as u32,
-                        count,
-                        path,
-                        signature: self.signature,
-                    }),
-                }
+            .map(|(i, (subject, value))| AttestedVote {
+                vote: Vote {
+                    round: self.round(*subject),
+                    value: *value,
+                    voter: self.voter,
+                },
+                attestation: Attestation::Batch(BatchProof {
+                    index: i as u32,
+                    count,
+                    path: tree.path(i),
+                    signature: self.signature,
+                }),
             })
             .collect()
     }
@@ -384,6 +425,50 @@ fn check_signature(
         c.insert(k);
     }
     Ok(())
+}
+
+/// A batch whose signature verified against the roster of its epoch, with
+/// its Merkle tree: [`VerifiedBatch::proof`] produces an entry's proof when
+/// a certificate or evidence needs it.
+#[derive(Debug, Clone)]
+pub struct VerifiedBatch {
+    voter: ClusterId,
+    count: u32,
+    signature: [u8; 64],
+    tree: Tree,
+}
+
+impl VerifiedBatch {
+    /// The signer.
+    pub fn voter(&self) -> ClusterId {
+        self.voter
+    }
+
+    /// The batch signature.
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+
+    /// Entries in the batch.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the batch has no entries (never, for a verified batch).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The proof of entry `index` (a proof for an index out of range
+    /// verifies for nothing).
+    pub fn proof(&self, index: u32) -> BatchProof {
+        BatchProof {
+            index,
+            count: self.count,
+            path: self.tree.path(index as usize),
+            signature: self.signature,
+        }
+    }
 }
 
 /// Sibling hashes from a leaf up, stored inline (at most [`MAX_PATH`]): a
@@ -653,6 +738,37 @@ mod tests {
                 assert_eq!(AttestedVote::decode(&v.encode()).unwrap(), v);
             }
         }
+    }
+
+    #[test]
+    fn verified_batches_give_the_same_proofs_as_attested_votes() {
+        let net = TestNet::new(3, &[1, 1, 1]);
+        for n in [1, 2, 3, 6, 255, 256, 257, MAX_BATCH as u64] {
+            let b = batch(&net, 2, n);
+            let verified = b.verified(&net.roster, None).unwrap();
+            assert_eq!(verified.len(), n as usize);
+            assert_eq!(verified.voter(), net.identities[2].id());
+            let votes = b.votes();
+            for i in [0, n / 2, n - 1] {
+                let v = &votes[i as usize];
+                let proof = verified.proof(i as u32);
+                assert!(proof.path.len() <= MAX_PATH);
+                assert_eq!(v.attestation, Attestation::Batch(proof), "n {n} i {i}");
+                v.verify(&net.roster, None).unwrap();
+            }
+            // An index past the end proves nothing.
+            let outside = AttestedVote {
+                vote: votes[0].vote,
+                attestation: Attestation::Batch(verified.proof(n as u32)),
+            };
+            assert!(outside.verify(&net.roster, None).is_err());
+        }
+        let mut forged = batch(&net, 2, 7);
+        forged.entries[3].1 = value(99);
+        assert_eq!(
+            forged.verified(&net.roster, None).err(),
+            Some(VoteError::BadSignature(net.identities[2].id()))
+        );
     }
 
     #[test]

@@ -33,17 +33,28 @@ impl QuorumCertificate {
         value: Digest,
         votes: impl IntoIterator<Item = &'a AttestedVote>,
     ) -> Self {
-        let mut v: Vec<_> = votes
+        let v = votes
             .into_iter()
             .filter(|a| a.vote.round == round && a.vote.value == value)
             .map(|a| (a.vote.voter, a.attestation.clone()))
             .collect();
-        v.sort_by_key(|(id, _)| *id);
-        v.dedup_by(|a, b| a.0 == b.0);
+        Self::from_attestations(round, value, v)
+    }
+
+    /// A canonical certificate from voters' attestations of `value` in
+    /// `round` (sorted by voter, one per voter); the caller vouches that each
+    /// attests a vote for exactly that round and value.
+    pub(crate) fn from_attestations(
+        round: Round,
+        value: Digest,
+        mut votes: Vec<(ClusterId, Attestation)>,
+    ) -> Self {
+        votes.sort_unstable_by_key(|(id, _)| *id);
+        votes.dedup_by(|a, b| a.0 == b.0);
         QuorumCertificate {
             round,
             value,
-            votes: v,
+            votes,
         }
     }
 

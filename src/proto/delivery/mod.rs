@@ -18,7 +18,8 @@ mod signer;
 mod timing;
 
 pub use batch::{
-    Attestation, AttestedVote, BatchError, BatchProof, MAX_BATCH, MAX_PATH, MerklePath, VoteBatch,
+    Attestation, AttestedVote, BatchError, BatchProof, MAX_BATCH, MAX_PATH, MerklePath,
+    VerifiedBatch, VoteBatch,
 };
 pub use certificate::QuorumCertificate;
 pub use dedup::{DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_ORIGINS, Dedup, OriginWindow, Verdict};

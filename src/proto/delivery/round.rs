@@ -44,9 +44,9 @@ use crate::proto::quorum::{
 };
 use crate::proto::roster::Roster;
 use crate::proto::time::Millis;
-use crate::proto::vote::{Round, SignedVote, VoteError};
+use crate::proto::vote::{Round, SignedVote, Vote, VoteError};
 
-use super::batch::{Attestation, AttestedVote, VoteBatch};
+use super::batch::{Attestation, AttestedVote, VerifiedBatch, VoteBatch};
 use super::certificate::QuorumCertificate;
 use super::envelope::Envelope;
 use super::evidence::VoteEvidence;
@@ -184,11 +184,76 @@ pub struct QuorumCounters {
     pub refused: u64,
 }
 
+/// What proves one voter's vote in a tallied round.
+#[derive(Debug)]
+enum Proof {
+    /// Entry `index` of a verified batch; the attested vote (with its Merkle
+    /// path) is built only when a certificate, evidence or echo needs it, so
+    /// tallying an entry copies a pointer, not a ~600-byte proof.
+    Batch {
+        batch: Arc<VerifiedBatch>,
+        index: u32,
+        value: Digest,
+    },
+    /// A vote that arrived alone, or from a certificate or evidence.
+    Attested(Box<AttestedVote>),
+}
+
+impl Proof {
+    fn voter(&self) -> ClusterId {
+        match self {
+            Proof::Batch { batch, .. } => batch.voter(),
+            Proof::Attested(v) => v.vote.voter,
+        }
+    }
+
+    fn value(&self) -> Digest {
+        match self {
+            Proof::Batch { value, .. } => *value,
+            Proof::Attested(v) => v.vote.value,
+        }
+    }
+
+    /// The signature bytes handed to the coordinator as an opaque tag.
+    fn signature(&self) -> [u8; 64] {
+        match self {
+            Proof::Batch { batch, .. } => *batch.signature(),
+            Proof::Attested(v) => match &v.attestation {
+                Attestation::Single(s) => *s,
+                Attestation::Batch(p) => p.signature,
+            },
+        }
+    }
+
+    fn attestation(&self) -> Attestation {
+        match self {
+            Proof::Batch { batch, index, .. } => Attestation::Batch(batch.proof(*index)),
+            Proof::Attested(v) => v.attestation.clone(),
+        }
+    }
+
+    /// The self-contained attested vote for `round`.
+    fn attested(&self, round: Round) -> AttestedVote {
+        match self {
+            Proof::Batch { batch, value, .. } => AttestedVote {
+                vote: Vote {
+                    round,
+                    value: *value,
+                    voter: batch.voter(),
+                },
+                attestation: self.attestation(),
+            },
+            Proof::Attested(v) => (**v).clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct RoundInfo {
     first_seen: Millis,
     certified: bool,
-    proofs: Vec<AttestedVote>,
+    /// The proof recorded first for each voter whose vote was counted.
+    proofs: Vec<Proof>,
 }
 
 impl RoundInfo {
@@ -216,12 +281,11 @@ struct OwnRound {
 pub struct QuorumDriver {
     me: ClusterId,
     config: QuorumConfig,
-    coordinator: Coordinator,
+    /// Every tallied round, with beside its tally: when first seen, whether
+    /// a certificate was reported, and the proof recorded first for each voter.
+    coordinator: Coordinator<RoundInfo>,
     cache: Arc<SigCache>,
     current: Arc<Roster>,
-    /// Every tallied round: when first seen, whether a certificate was
-    /// reported, and the attested vote recorded first for each voter.
-    rounds: HashMap<Round, RoundInfo>,
     own: HashMap<Round, OwnRound>,
     counters: QuorumCounters,
 }
@@ -237,10 +301,9 @@ impl QuorumDriver {
         QuorumDriver {
             me,
             config,
-            coordinator: Coordinator::new(roster.clone()),
+            coordinator: Coordinator::with_round_data(roster.clone()),
             cache,
             current: roster,
-            rounds: HashMap::default(),
             own: HashMap::default(),
             counters: QuorumCounters::default(),
         }
@@ -287,7 +350,7 @@ impl QuorumDriver {
             kind,
             subject: envelope.subject(roster.network_id()),
         };
-        if self.own.contains_key(&round) || self.coordinator.tally(&round).is_some() {
+        if self.own.contains_key(&round) || self.coordinator.round(&round).is_some() {
             return Err(QuorumError::Duplicate);
         }
         let timeout = self.config.backoff.initial(max_rtt);
@@ -302,9 +365,8 @@ impl QuorumDriver {
                 deadline,
             },
         );
-        self.rounds
-            .entry(round)
-            .or_insert_with(|| RoundInfo::new(now, roster.members().len()));
+        self.coordinator
+            .round_data(round, || RoundInfo::new(now, roster.members().len()));
         self.counters.started += 1;
         let to = roster.members().iter().map(|m| m.id).collect();
         Ok(vec![
@@ -328,16 +390,27 @@ impl QuorumDriver {
             .roster(epoch)
             .ok_or(CoordinatorError::UnknownEpoch(epoch))?
             .clone();
-        let votes = match batch.verified_votes(&roster, Some(&self.cache)) {
-            Ok(v) => v,
+        let verified = match batch.verified(&roster, Some(&self.cache)) {
+            Ok(v) => Arc::new(v),
             Err(e) => {
                 self.counters.refused += 1;
                 return Err(e.into());
             }
         };
+        let voter = batch.voter();
         let mut out = Vec::new();
-        for vote in votes {
-            self.ingest(now, vote, &mut out)?;
+        for (index, (subject, value)) in batch.entries().iter().enumerate() {
+            let vote = Vote {
+                round: batch.round(*subject),
+                value: *value,
+                voter,
+            };
+            let proof = Proof::Batch {
+                batch: verified.clone(),
+                index: index as u32,
+                value: *value,
+            };
+            self.ingest(now, vote, proof, &mut out)?;
         }
         Ok(out)
     }
@@ -350,7 +423,7 @@ impl QuorumDriver {
     ) -> Result<Vec<QuorumOutput>, QuorumError> {
         self.verify_vote(&vote)?;
         let mut out = Vec::new();
-        self.ingest(now, vote, &mut out)?;
+        self.ingest(now, vote.vote, Proof::Attested(Box::new(vote)), &mut out)?;
         Ok(out)
     }
 
@@ -386,7 +459,7 @@ impl QuorumDriver {
         }
         let mut out = Vec::new();
         for vote in cert.votes() {
-            self.ingest(now, vote, &mut out)?;
+            self.ingest(now, vote.vote, Proof::Attested(Box::new(vote)), &mut out)?;
         }
         let in_cert: HashSet<ClusterId> = cert.votes().map(|v| v.vote.voter).collect();
         let echo: Vec<AttestedVote> = roster
@@ -394,7 +467,6 @@ impl QuorumDriver {
             .iter()
             .filter(|m| !in_cert.contains(&m.id))
             .filter_map(|m| self.proof(&cert.round(), &m.id))
-            .cloned()
             .collect();
         if !echo.is_empty() {
             out.push(QuorumOutput::Echo(echo));
@@ -433,18 +505,19 @@ impl QuorumDriver {
         // first-hand detection does (and counts its first value once, as the
         // coordinator's rule says).
         for vote in [evidence.first().clone(), evidence.second().clone()] {
-            self.ingest(now, vote, &mut out)?;
+            self.ingest(now, vote.vote, Proof::Attested(Box::new(vote)), &mut out)?;
         }
         self.counters.equivocations = before;
         if !out.iter().any(|o| matches!(o, QuorumOutput::Evidence(_))) {
             out.push(QuorumOutput::Evidence(Box::new(evidence.clone())));
         }
         self.counters.flagged_from_evidence += 1;
+        // Rounds without any vote yet (own proposals) are left to their votes.
         let pending: Vec<Round> = self
-            .rounds
-            .keys()
-            .filter(|r| r.epoch == epoch && self.coordinator.decision(r).is_none())
-            .copied()
+            .coordinator
+            .rounds()
+            .filter(|(r, t, _)| r.epoch == epoch && !t.is_empty() && t.decision().is_none())
+            .map(|(r, _, _)| *r)
             .collect();
         for round in pending {
             if let Some(d) = self.coordinator.evaluate(round)? {
@@ -454,51 +527,44 @@ impl QuorumDriver {
         Ok(out)
     }
 
-    /// Counts a verified vote.
+    /// Counts a verified vote; `proof` is what proves it.
     fn ingest(
         &mut self,
         now: Millis,
-        vote: AttestedVote,
+        vote: Vote,
+        proof: Proof,
         out: &mut Vec<QuorumOutput>,
     ) -> Result<(), QuorumError> {
-        let round = vote.vote.round;
-        if !self.rounds.contains_key(&round) {
-            if self.rounds.len() >= self.config.max_tracked {
-                self.counters.refused += 1;
-                return Err(QuorumError::TooManyRounds(self.rounds.len()));
-            }
-            let members = self
-                .coordinator
-                .roster(round.epoch)
-                .map_or(0, |r| r.members().len());
-            self.rounds.insert(round, RoundInfo::new(now, members));
-        }
+        let round = vote.round;
         let roster = self
             .coordinator
             .roster(round.epoch)
             .ok_or(CoordinatorError::UnknownEpoch(round.epoch))?;
-        let signature = match &vote.attestation {
-            Attestation::Single(s) => *s,
-            Attestation::Batch(p) => p.signature,
-        };
+        let members = roster.members().len();
         let tagged = SignedVote {
-            vote: vote.vote,
-            signature,
+            vote,
+            signature: proof.signature(),
         };
         let verified = assume_signature_checked(roster, &tagged)?;
-        let report = self.coordinator.add_vote(&verified)?;
-        let key = (round, vote.vote.voter);
+        let tracked = self.coordinator.round_count();
+        if tracked >= self.config.max_tracked && self.coordinator.round(&round).is_none() {
+            self.counters.refused += 1;
+            return Err(QuorumError::TooManyRounds(tracked));
+        }
+        let (report, info) = self
+            .coordinator
+            .add_vote_with(&verified, || RoundInfo::new(now, members))?;
         match report.effect {
             VoteEffect::Counted | VoteEffect::SignerFlagged => {
-                if let Some(info) = self.rounds.get_mut(&round)
-                    && !info.proofs.iter().any(|v| v.vote.voter == vote.vote.voter)
-                {
-                    info.proofs.push(vote);
+                if !info.proofs.iter().any(|p| p.voter() == vote.voter) {
+                    info.proofs.push(proof);
                 }
             }
             VoteEffect::Equivocation(_) => {
-                if let Some(first) = self.proof(&key.0, &key.1)
-                    && let Ok(e) = VoteEvidence::from_conflict(first.clone(), vote)
+                let first = info.proofs.iter().find(|p| p.voter() == vote.voter);
+                if let Some(first) = first
+                    && let Ok(e) =
+                        VoteEvidence::from_conflict(first.attested(round), proof.attested(round))
                 {
                     self.counters.equivocations += 1;
                     out.push(QuorumOutput::Evidence(Box::new(e)));
@@ -516,8 +582,9 @@ impl QuorumDriver {
         let own = self.own.remove(&round).is_some();
         let outcome = match decision {
             Decision::Accepted(value) => {
-                let cert = Arc::new(self.certificate(round, value));
-                if self.mark_certified(&round) {
+                let (cert, first) = self.certify(round, value);
+                let cert = Arc::new(cert);
+                if first {
                     out.push(QuorumOutput::Certified(cert.clone()));
                 }
                 Outcome::Accepted(cert)
@@ -537,14 +604,24 @@ impl QuorumDriver {
         });
     }
 
-    fn certificate(&self, round: Round, value: Digest) -> QuorumCertificate {
-        let tally = self.coordinator.tally(&round);
-        let proofs = self.rounds.get(&round).map(|i| i.proofs.as_slice());
-        let counted = proofs
-            .unwrap_or_default()
+    /// The certificate of an accepted round from the proofs of its counted
+    /// votes for `value`, and whether the round is newly marked certified.
+    fn certify(&mut self, round: Round, value: Digest) -> (QuorumCertificate, bool) {
+        let Some((tally, info)) = self.coordinator.round_mut(&round) else {
+            return (QuorumCertificate::from_votes(round, value, &[]), false);
+        };
+        let votes = info
+            .proofs
             .iter()
-            .filter(|v| tally.is_some_and(|t| t.is_counted(&v.vote.voter)));
-        QuorumCertificate::from_votes(round, value, counted)
+            .filter(|p| p.value() == value && tally.is_counted(&p.voter()))
+            .map(|p| (p.voter(), p.attestation()))
+            .collect();
+        let first = !info.certified;
+        info.certified = true;
+        (
+            QuorumCertificate::from_attestations(round, value, votes),
+            first,
+        )
     }
 
     /// The round timer fired: resend the proposal to members that have not
@@ -573,14 +650,16 @@ impl QuorumDriver {
         own.deadline = now + own.timeout;
         let (proposal, deadline) = (own.proposal.clone(), own.deadline);
         self.counters.retries += 1;
-        let tally = self.coordinator.tally(&round);
+        let known = self.coordinator.round(&round);
         let to = self
             .roster()
             .members()
             .iter()
             .map(|m| m.id)
             .filter(|id| {
-                !tally.is_some_and(|t| t.is_counted(id)) && self.proof(&round, id).is_none()
+                !known.is_some_and(|(t, i)| {
+                    t.is_counted(id) || i.proofs.iter().any(|p| p.voter() == *id)
+                })
             })
             .collect();
         vec![
@@ -597,28 +676,24 @@ impl QuorumDriver {
     pub fn gc(&mut self, now: Millis) {
         let keep = self.config.retention;
         let own = &self.own;
-        let coordinator = &mut self.coordinator;
-        self.rounds.retain(|round, info| {
-            let stay = now.since(info.first_seen) <= keep || own.contains_key(round);
-            if !stay {
-                coordinator.forget(round);
-            }
-            stay
-        });
+        self.coordinator
+            .retain(|round, _, info| now.since(info.first_seen) <= keep || own.contains_key(round));
     }
 
-    fn proof(&self, round: &Round, voter: &ClusterId) -> Option<&AttestedVote> {
-        self.rounds
-            .get(round)?
+    fn proof(&self, round: &Round, voter: &ClusterId) -> Option<AttestedVote> {
+        self.coordinator
+            .round(round)?
+            .1
             .proofs
             .iter()
-            .find(|v| v.vote.voter == *voter)
+            .find(|p| p.voter() == *voter)
+            .map(|p| p.attested(*round))
     }
 
     /// Marks a round as certified; true the first time.
     fn mark_certified(&mut self, round: &Round) -> bool {
-        match self.rounds.get_mut(round) {
-            Some(info) if !info.certified => {
+        match self.coordinator.round_mut(round) {
+            Some((_, info)) if !info.certified => {
                 info.certified = true;
                 true
             }
@@ -648,7 +723,7 @@ impl QuorumDriver {
 
     /// Rounds tallied.
     pub fn tracked(&self) -> usize {
-        self.rounds.len()
+        self.coordinator.round_count()
     }
 
     /// The counters.

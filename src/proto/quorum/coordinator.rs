@@ -72,17 +72,36 @@ pub struct VoteReport {
 }
 
 /// Tallies, decisions and flagged signers for one network.
+///
+/// `X` is data its owner keeps beside each round's tally (the delivery
+/// driver keeps its vote proofs there), created with the round and dropped
+/// with it, so a vote costs one round lookup, not one per map.
 #[derive(Debug)]
-pub struct Coordinator {
+pub struct Coordinator<X = ()> {
     network_id: NetworkId,
     rosters: BTreeMap<u64, Arc<Roster>>,
-    rounds: HashMap<Round, RoundTally>,
+    rounds: HashMap<Round, (RoundTally, X)>,
     flagged: BTreeMap<u64, BTreeMap<ClusterId, Evidence>>,
 }
 
 impl Coordinator {
     /// A coordinator that knows `roster` (usually the genesis roster).
     pub fn new(roster: Arc<Roster>) -> Self {
+        Self::with_round_data(roster)
+    }
+}
+
+impl<X: Default> Coordinator<X> {
+    /// Counts a verified vote. Cost is independent of signature checking.
+    pub fn add_vote(&mut self, vote: &VerifiedVote) -> Result<VoteReport, CoordinatorError> {
+        self.add_vote_with(vote, X::default)
+            .map(|(report, _)| report)
+    }
+}
+
+impl<X> Coordinator<X> {
+    /// A coordinator that knows `roster` and keeps an `X` beside each round.
+    pub fn with_round_data(roster: Arc<Roster>) -> Self {
         let mut rosters = BTreeMap::new();
         let network_id = roster.network_id();
         rosters.insert(roster.epoch(), roster);
@@ -128,8 +147,13 @@ impl Coordinator {
         Ok(verify_vote(roster, vote)?)
     }
 
-    /// Counts a verified vote. Cost is independent of signature checking.
-    pub fn add_vote(&mut self, vote: &VerifiedVote) -> Result<VoteReport, CoordinatorError> {
+    /// Counts a verified vote like [`Coordinator::add_vote`]; a new round's
+    /// data is made by `init`. Returns the report and the round's data.
+    pub fn add_vote_with(
+        &mut self,
+        vote: &VerifiedVote,
+        init: impl FnOnce() -> X,
+    ) -> Result<(VoteReport, &mut X), CoordinatorError> {
         let sv = vote.signed();
         let round = sv.vote.round;
         let voter = sv.vote.voter;
@@ -138,9 +162,12 @@ impl Coordinator {
             .get(&round.epoch)
             .ok_or(CoordinatorError::UnknownEpoch(round.epoch))?;
         let weight = roster.weight(&voter).ok_or(VoteError::NotAMember(voter))?;
-        let flagged = self.flagged.get(&round.epoch);
-        let is_flagged = flagged.is_some_and(|f| f.contains_key(&voter));
-        let tally = self.rounds.entry(round).or_default();
+        let flagged = self.flagged.entry(round.epoch).or_default();
+        let is_flagged = flagged.contains_key(&voter);
+        let (tally, data) = self
+            .rounds
+            .entry(round)
+            .or_insert_with(|| (RoundTally::with_capacity(roster.members().len()), init()));
         let effect = match tally.record(sv, weight, !is_flagged)? {
             Recorded::New if is_flagged => VoteEffect::SignerFlagged,
             Recorded::New => VoteEffect::Counted,
@@ -148,16 +175,12 @@ impl Coordinator {
             Recorded::FurtherConflict => VoteEffect::FurtherConflict,
             Recorded::FirstConflict(first) => {
                 let evidence = Evidence::from_conflict(*first, *sv)?;
-                self.flagged
-                    .entry(round.epoch)
-                    .or_default()
-                    .entry(voter)
-                    .or_insert(evidence);
+                flagged.entry(voter).or_insert(evidence);
                 VoteEffect::Equivocation(Box::new(evidence))
             }
         };
-        let decided = self.evaluate(round)?;
-        Ok(VoteReport { effect, decided })
+        let decided = evaluate(tally, round, roster, flagged)?;
+        Ok((VoteReport { effect, decided }, data))
     }
 
     /// Re-checks a round's decision; a flag raised elsewhere can make a round
@@ -167,19 +190,12 @@ impl Coordinator {
             .rosters
             .get(&round.epoch)
             .ok_or(CoordinatorError::UnknownEpoch(round.epoch))?;
-        let Some(tally) = self.rounds.get_mut(&round) else {
+        let Some((tally, _)) = self.rounds.get_mut(&round) else {
             return Ok(None);
         };
-        let excluded = match self.flagged.get(&round.epoch) {
-            Some(flagged) => flagged
-                .keys()
-                .filter(|id| !tally.is_counted(id))
-                .filter_map(|id| roster.weight(id))
-                .try_fold(0u64, |acc, w| acc.checked_add(w))
-                .ok_or(QuorumError::Overflow)?,
-            None => 0,
-        };
-        Ok(tally.evaluate(round.kind.threshold(), roster.total_weight(), excluded)?)
+        let none = BTreeMap::new();
+        let flagged = self.flagged.get(&round.epoch).unwrap_or(&none);
+        evaluate(tally, round, roster, flagged)
     }
 
     /// Verifies evidence received from elsewhere and flags its signer.
@@ -202,26 +218,60 @@ impl Coordinator {
         Ok(true)
     }
 
-    /// The tally of a round, if any vote for it was seen.
+    /// The tally of a round, if any vote for it was seen (or its data was
+    /// made with [`Coordinator::round_data`]).
     pub fn tally(&self, round: &Round) -> Option<&RoundTally> {
-        self.rounds.get(round)
+        self.rounds.get(round).map(|(t, _)| t)
+    }
+
+    /// A round's tally and data.
+    pub fn round(&self, round: &Round) -> Option<(&RoundTally, &X)> {
+        self.rounds.get(round).map(|(t, x)| (t, x))
+    }
+
+    /// A round's tally and mutable data.
+    pub fn round_mut(&mut self, round: &Round) -> Option<(&RoundTally, &mut X)> {
+        self.rounds.get_mut(round).map(|(t, x)| (&*t, x))
+    }
+
+    /// A round's data, made by `init` with an empty tally if the round is new.
+    pub fn round_data(&mut self, round: Round, init: impl FnOnce() -> X) -> &mut X {
+        let members = self
+            .rosters
+            .get(&round.epoch)
+            .map_or(0, |r| r.members().len());
+        &mut self
+            .rounds
+            .entry(round)
+            .or_insert_with(|| (RoundTally::with_capacity(members), init()))
+            .1
+    }
+
+    /// Every round held.
+    pub fn rounds(&self) -> impl Iterator<Item = (&Round, &RoundTally, &X)> {
+        self.rounds.iter().map(|(r, (t, x))| (r, t, x))
+    }
+
+    /// Keeps only the rounds for which `keep` is true (bounded memory).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Round, &RoundTally, &mut X) -> bool) {
+        self.rounds.retain(|r, (t, x)| keep(r, t, x));
     }
 
     /// A round's decision, once reached.
     pub fn decision(&self, round: &Round) -> Option<Decision> {
-        self.rounds.get(round).and_then(RoundTally::decision)
+        self.tally(round).and_then(RoundTally::decision)
     }
 
     /// The certificate of an accepted round: the counted votes for its value.
     pub fn certificate(&self, round: &Round) -> Option<Certificate> {
-        let tally = self.rounds.get(round)?;
+        let tally = self.tally(round)?;
         let Some(Decision::Accepted(value)) = tally.decision() else {
             return None;
         };
         let roster = self.rosters.get(&round.epoch)?;
         let votes: Vec<VerifiedVote> = tally
-            .counted_votes_for(value)
-            .filter_map(|sv| crate::proto::quorum::assume_signature_checked(roster, sv).ok())
+            .counted_votes_for(*round, value)
+            .filter_map(|sv| crate::proto::quorum::assume_signature_checked(roster, &sv).ok())
             .collect();
         Some(Certificate::from_votes(*round, value, &votes))
     }
@@ -242,11 +292,29 @@ impl Coordinator {
 
     /// Drops a finished round's state (bounded memory for long runs).
     pub fn forget(&mut self, round: &Round) -> Option<RoundTally> {
-        self.rounds.remove(round)
+        self.rounds.remove(round).map(|(t, _)| t)
     }
 
     /// Rounds currently held.
     pub fn round_count(&self) -> usize {
         self.rounds.len()
     }
+}
+
+/// Decides `tally` if its outcome is certain; `flagged` are the signers
+/// flagged in the round's epoch (their weight, unless already counted here,
+/// can no longer be counted).
+fn evaluate(
+    tally: &mut RoundTally,
+    round: Round,
+    roster: &Roster,
+    flagged: &BTreeMap<ClusterId, Evidence>,
+) -> Result<Option<Decision>, CoordinatorError> {
+    let excluded = flagged
+        .keys()
+        .filter(|id| !tally.is_counted(id))
+        .filter_map(|id| roster.weight(id))
+        .try_fold(0u64, |acc, w| acc.checked_add(w))
+        .ok_or(QuorumError::Overflow)?;
+    Ok(tally.evaluate(round.kind.threshold(), roster.total_weight(), excluded)?)
 }

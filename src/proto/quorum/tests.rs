@@ -266,3 +266,37 @@ fn evidence_from_elsewhere_flags_and_is_idempotent() {
     );
     assert_eq!(c.decision(&round), Some(Decision::Rejected));
 }
+
+#[test]
+fn large_rounds_index_voters_and_still_catch_duplicates_and_conflicts() {
+    // 40 voters: past the tally's linear-scan limit, so lookups go through
+    // its voter index; votes land on both sides of the switch.
+    let net = TestNet::new(9, &[1; 40]);
+    let mut c = coordinator(&net);
+    let round = net.round(VoteKind::ByzantineQuorum, 1);
+    for i in 0..26 {
+        let r = add(&mut c, &net.vote(i, round, value(1)));
+        assert_eq!(r.effect, VoteEffect::Counted, "voter {i}");
+        assert_eq!(r.decided, None);
+    }
+    for i in [0, 5, 15, 16, 25] {
+        let again = add(&mut c, &net.vote(i, round, value(1)));
+        assert_eq!(again.effect, VoteEffect::Duplicate, "voter {i}");
+        let other = add(&mut c, &net.vote(i, round, value(2)));
+        assert!(
+            matches!(other.effect, VoteEffect::Equivocation(_)),
+            "voter {i}"
+        );
+        let third = add(&mut c, &net.vote(i, round, value(3)));
+        assert_eq!(third.effect, VoteEffect::FurtherConflict, "voter {i}");
+        assert!(c.is_flagged(round.epoch, &net.identities[i].id()));
+    }
+    let tally = c.tally(&round).unwrap();
+    assert_eq!(tally.counted_weight(), 26);
+    assert!(tally.is_counted(&net.identities[20].id()));
+    assert!(!tally.is_counted(&net.identities[30].id()));
+    // 27 of 40 is a Byzantine quorum (3·27 > 2·40); 26 is not.
+    let r = add(&mut c, &net.vote(26, round, value(1)));
+    assert_eq!(r.decided, Some(Decision::Accepted(value(1))));
+    assert_eq!(c.certificate(&round).unwrap().votes().count(), 27);
+}
