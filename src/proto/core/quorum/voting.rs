@@ -103,7 +103,7 @@ impl Core {
         if now.since(self.quorum.last_gc) >= GC_EVERY {
             self.quorum.last_gc = now;
             self.quorum.driver.gc(now);
-            let keep = QuorumConfig::default().retention;
+            let keep = round_config().retention;
             let own = &self.quorum.own;
             self.quorum
                 .rounds
