@@ -15,7 +15,7 @@ use crate::http::metrics::{
     DIRECTION_IN, DIRECTION_OUT, FRAMES_TOTAL, MALFORMED_FRAMES_TOTAL, UDP_BYTES,
 };
 use crate::net::{Link, LinkEvent, NetError, Priority, Transport};
-use crate::node::commit::{CommitPipeline, Handoff, Step};
+use crate::node::commit::{CommitPipeline, Handoff, Step, tell};
 use crate::node::links::{Admit, Links};
 use crate::node::snapshot::{record_gauges, snapshot};
 use crate::proto::core::{Command, Core, Delivery, Input, Output, Persist, TimerId};
@@ -557,29 +557,22 @@ impl Actor {
         for step in steps {
             let out = match step {
                 Step::Output(o) => o,
-                Step::Answer(reply, answer) => {
-                    let _ = reply.send(answer);
-                    continue;
-                }
-                Step::Message(e, handoff) => {
-                    match handoff {
-                        Handoff::Reserved(permit) => {
-                            permit.send(e.clone());
-                        }
-                        // Only a tick's many local self-deliveries get here.
-                        Handoff::Wait => {
-                            if let Some(i) = &self.inbox
-                                && !i.send(e.clone()).await
-                            {
-                                tracing::warn!(
-                                    "the inbox was dropped; messages go to the deliveries stream only"
-                                );
-                                self.inbox = None;
-                            }
-                        }
-                        Handoff::Skip => {}
+                Step::Done => continue,
+                // Only a tick's many local self-deliveries get here.
+                Step::Message(e, Handoff::Wait) => {
+                    if let Some(i) = &self.inbox
+                        && !i.send(e.clone()).await
+                    {
+                        tracing::warn!(
+                            "the inbox was dropped; messages go to the deliveries stream only"
+                        );
+                        self.inbox = None;
                     }
                     let _ = self.deliveries.send(Delivery::Message(e));
+                    continue;
+                }
+                told @ (Step::Answer(..) | Step::Message(..)) => {
+                    tell(told, &self.deliveries);
                     continue;
                 }
             };

@@ -5,12 +5,15 @@
 //! is carried out in order; outputs with no write before them (a quorum
 //! proposal, a heartbeat) leave at once.
 //!
-//! Messages for the subscriber's inbox are handed off by the commit
-//! thread itself, right after the commit that marks them processed (their
-//! dedup window), with inbox room reserved beforehand: so a node task
-//! stopped at any await (a crash in a test) never leaves a message marked
-//! processed but not handed off, which the sender's retry would then find
-//! a duplicate.
+//! What the application hears of a commit is told by the commit thread
+//! itself, right after the commit: messages for the subscriber's inbox
+//! (room reserved beforehand) and every delivery on the observers' stream
+//! (a message, `Published`, a publish request's answer) that waited for
+//! it. So a node task stopped at any await (a crash in a test) never
+//! leaves a message marked processed but not handed off (the sender's
+//! retry would find it a duplicate), nor a publish durable but never
+//! reported (the application would publish it again). The actor carries
+//! out the rest (frames, events, the vote log) in order.
 //!
 //! Why: an fsync costs 0.2–8 ms here. Committing inline stalled the actor
 //! for that long after every batch, so throughput was one batch per fsync
@@ -21,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::proto::core::{Delivery, Output};
 use crate::proto::delivery::Envelope;
@@ -37,6 +40,8 @@ pub enum Step {
     Answer(oneshot::Sender<Delivery>, Delivery),
     /// A message for the subscriber (then for the observers too).
     Message(Envelope, Handoff),
+    /// Carried out by the commit thread already.
+    Done,
 }
 
 /// How a [`Step::Message`] reaches the subscriber's inbox.
@@ -80,12 +85,14 @@ pub struct CommitPipeline {
     held: VecDeque<(u64, Step)>,
     done_tx: mpsc::UnboundedSender<Committed>,
     done_rx: mpsc::UnboundedReceiver<Committed>,
+    /// The observers' stream of deliveries.
+    deliveries: broadcast::Sender<Delivery>,
 }
 
 impl CommitPipeline {
     /// A pipeline committing to `db`, and a receiver that ends once the
     /// database is closed (the pipeline and any running commit dropped).
-    pub fn new(db: Db) -> (Self, oneshot::Receiver<()>) {
+    pub fn new(db: Db, deliveries: broadcast::Sender<Delivery>) -> (Self, oneshot::Receiver<()>) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed_rx) = oneshot::channel();
         let pipeline = CommitPipeline {
@@ -100,6 +107,7 @@ impl CommitPipeline {
             held: VecDeque::new(),
             done_tx,
             done_rx,
+            deliveries,
         };
         (pipeline, closed_rx)
     }
@@ -176,20 +184,26 @@ impl CommitPipeline {
         }
         let mut writes = std::mem::take(&mut self.writes);
         let seq = self.next;
-        let mut handoffs = Vec::new();
-        // The steps waiting for this commit are the last held ones.
-        for (n, step) in self.held.iter_mut().rev() {
-            if *n != seq {
-                break;
-            }
-            if let Step::Message(e, h @ Handoff::Reserved(_)) = step
-                && let Handoff::Reserved(permit) = std::mem::replace(h, Handoff::Skip)
-            {
-                handoffs.push((permit, e.clone()));
+        // The steps waiting for this commit are the last held ones; the
+        // application's part of them goes with the commit, in order, up to
+        // a hand-off that must wait for room (the actor's to make).
+        let first = self
+            .held
+            .iter()
+            .rposition(|(n, _)| *n != seq)
+            .map_or(0, |i| i + 1);
+        let mut told = Vec::new();
+        for (_, step) in self.held.range_mut(first..) {
+            match step {
+                Step::Message(_, Handoff::Wait) => break,
+                Step::Output(Output::Deliver(_)) | Step::Answer(..) | Step::Message(..) => {
+                    told.push(std::mem::replace(step, Step::Done));
+                }
+                _ => {}
             }
         }
-        handoffs.reverse();
         let (db, tx) = (self.db.clone(), self.done_tx.clone());
+        let deliveries = self.deliveries.clone();
         self.next += 1;
         self.in_flight = true;
         tokio::task::spawn_blocking(move || {
@@ -198,13 +212,34 @@ impl CommitPipeline {
             metrics::histogram!(crate::http::metrics::COMMIT_SECONDS)
                 .record(t.elapsed().as_secs_f64());
             if result.is_ok() {
-                for (permit, e) in handoffs {
-                    permit.send(e);
+                for step in told {
+                    tell(step, &deliveries);
                 }
             }
             // The actor may be gone (a crash in a test): nothing to tell.
             let _ = tx.send(Committed { seq, result });
         });
+    }
+}
+
+/// Carries out the application's part of a step: a hand-off with room
+/// already reserved, a delivery on the observers' stream, an answer.
+/// Whatever else is given is left undone.
+pub fn tell(step: Step, deliveries: &broadcast::Sender<Delivery>) {
+    match step {
+        Step::Message(e, handoff) => {
+            if let Handoff::Reserved(permit) = handoff {
+                permit.send(e.clone());
+            }
+            let _ = deliveries.send(Delivery::Message(e));
+        }
+        Step::Output(Output::Deliver(d)) => {
+            let _ = deliveries.send(d);
+        }
+        Step::Answer(reply, answer) => {
+            let _ = reply.send(answer);
+        }
+        Step::Output(_) | Step::Done => {}
     }
 }
 
@@ -237,9 +272,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_commit_thread_tells_the_application_what_waited_for_it() {
+        use crate::proto::delivery::MessageKey;
+        use crate::proto::identity::ClusterId;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut observed) = broadcast::channel(16);
+        let (mut p, _closed) = CommitPipeline::new(Db::open(dir.path()).unwrap(), tx);
+        let published = || Delivery::Published {
+            key: MessageKey {
+                origin: ClusterId([1; 32]),
+                id: 1,
+            },
+            dests: vec![],
+        };
+        let (answer_tx, answer_rx) = oneshot::channel();
+        let mut ready = Vec::new();
+        p.stage(
+            [
+                Step::Output(Output::Persist(Persist::NextMessageId(2))),
+                Step::Output(Output::Deliver(published())),
+                Step::Answer(answer_tx, published()),
+                timer(7),
+            ],
+            &mut ready,
+        );
+        assert!(ready.is_empty());
+        p.start();
+        // Told by the commit thread before the actor hears of the commit:
+        // an actor stopped now would not leave them untold.
+        let answer = answer_rx.await.unwrap();
+        assert!(matches!(answer, Delivery::Published { key, .. } if key.id == 1));
+        let seen = observed.recv().await.unwrap();
+        assert!(matches!(seen, Delivery::Published { key, .. } if key.id == 1));
+        // The actor gets the rest, in order.
+        assert_eq!(next(&mut p).await, [u64::MAX, u64::MAX, 7]);
+    }
+
+    #[tokio::test]
     async fn steps_wait_for_the_writes_before_them_and_keep_their_order() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut p, closed) = CommitPipeline::new(Db::open(dir.path()).unwrap());
+        let (tx, mut observed) = broadcast::channel(16);
+        let (mut p, closed) = CommitPipeline::new(Db::open(dir.path()).unwrap(), tx);
         let mut ready = Vec::new();
         // Nothing to write: carried out at once.
         p.stage([timer(1)], &mut ready);
@@ -278,6 +351,7 @@ mod tests {
         assert!(!p.in_flight());
         let state = p.db().delivery_state().unwrap();
         assert_eq!(state.next_id, 9);
+        assert!(observed.try_recv().is_err(), "nothing to tell");
         drop(p);
         closed.await.unwrap_err();
         Db::open(dir.path()).expect("closed, so it opens again");

@@ -301,7 +301,7 @@ impl Node {
             Some((tx, rx)) => (Some(tx), Some(rx)),
             None => (None, None),
         };
-        let (commits, db_closed) = commit::CommitPipeline::new(db);
+        let (commits, db_closed) = commit::CommitPipeline::new(db, deliveries.clone());
         let actor = Actor {
             core,
             transport: transport.clone(),

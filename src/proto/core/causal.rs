@@ -457,9 +457,28 @@ mod tests {
             }
         }
         let mut acks = 0;
-        for frame in held_frames {
-            for o in cores[1].handle(now, Input::Frame { from, frame }) {
-                acks += matches!(o, Output::Send { .. }) as usize;
+        let back_from = cores[1].id();
+        while !held_frames.is_empty() {
+            let mut back = Vec::new();
+            for frame in std::mem::take(&mut held_frames) {
+                for o in cores[1].handle(now, Input::Frame { from, frame }) {
+                    if let Output::Send { frame, .. } = o {
+                        acks += 1;
+                        back.push(frame);
+                    }
+                }
+            }
+            // The acks free the sender's window: what waited goes out.
+            for frame in back {
+                let input = Input::Frame {
+                    from: back_from,
+                    frame,
+                };
+                for o in cores[0].handle(now, input) {
+                    if let Output::Send { frame, .. } = o {
+                        held_frames.push(frame);
+                    }
+                }
             }
         }
         // Every held message is acknowledged; the one over the bound is not.

@@ -302,6 +302,14 @@ impl Core {
     pub(super) fn data_tick(&mut self, now: Millis, out: &mut Vec<Output>) {
         let sends = self.data.outbox.poll(now, &mut self.rng);
         self.send_data(sends, out);
+        self.data_released(out);
+    }
+
+    /// First transmissions of messages that waited for room in their
+    /// destination's send window (after acks freed some).
+    pub(super) fn data_released(&mut self, out: &mut Vec<Output>) {
+        let sends = self.data.outbox.released(self.quorum.now, &mut self.rng);
+        self.send_data(sends, out);
     }
 
     /// A data message addressed to this node.

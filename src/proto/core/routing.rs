@@ -301,11 +301,15 @@ impl Core {
             | RoutedPayload::QuorumBatch { .. }
             | RoutedPayload::QuorumCertificate { .. }
             | RoutedPayload::QuorumEvidence { .. }) => self.on_quorum(origin, p, out),
-            RoutedPayload::DataAck { id } => self.on_data_ack(origin, id, out),
+            RoutedPayload::DataAck { id } => {
+                self.on_data_ack(origin, id, out);
+                self.data_released(out);
+            }
             RoutedPayload::DataAcks { ids } => {
                 for id in ids {
                     self.on_data_ack(origin, id, out);
                 }
+                self.data_released(out);
             }
             RoutedPayload::ProbeAck { id, path } => {
                 // Only the probe's destination may acknowledge it.

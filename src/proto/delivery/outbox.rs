@@ -4,12 +4,18 @@
 //! BROADCAST is the same machine with several destinations per message and
 //! per-destination status.
 //!
+//! Flow control: at most [`SEND_WINDOW`] transmissions are unacknowledged
+//! per destination. Messages beyond it wait in the outbox (already durable)
+//! and go out as acks free the window ([`Outbox::released`]), so a
+//! publisher faster than the path fills the outbox, not the link's send
+//! queue (which would drop the frames and leave them to retry timeouts).
+//!
 //! This is the in-memory state machine. Durability is the caller's: persist
 //! the message (`store::outbox`) before [`Outbox::enqueue`] returns its sends
 //! to the network, delete it when [`AckOutcome::Complete`] is reported, and
 //! call [`Outbox::restore`] for every stored message after a restart.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +28,11 @@ use crate::proto::time::Millis;
 
 /// The default number of unacknowledged messages held.
 pub const DEFAULT_OUTBOX_CAPACITY: usize = 65_536;
+
+/// Most transmissions unacknowledged per destination: below a link's send
+/// queue of 1,024 frames per class, with room for the acks going the
+/// other way.
+pub const SEND_WINDOW: usize = 768;
 
 /// Why a message is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +104,7 @@ pub struct OutboxCounters {
 #[derive(Debug, Clone)]
 struct Dest {
     acked: bool,
+    /// 0 while waiting for room in the destination's window.
     attempts: u32,
     timeout: Duration,
     due: Millis,
@@ -119,6 +131,11 @@ pub struct Outbox {
     /// than the link's RTT: a first timeout below this delay resends
     /// messages that are not lost, which adds load and delays them more.
     ack_delay: RttEstimator,
+    /// Per destination: transmitted and not acknowledged.
+    in_flight: BTreeMap<ClusterId, usize>,
+    /// Per destination: messages waiting for room in its window, in order.
+    waiting: BTreeMap<ClusterId, VecDeque<MessageKey>>,
+    window: usize,
 }
 
 impl Outbox {
@@ -131,7 +148,16 @@ impl Outbox {
             due: BTreeSet::new(),
             counters: OutboxCounters::default(),
             ack_delay: RttEstimator::default(),
+            in_flight: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            window: SEND_WINDOW,
         }
+    }
+
+    /// The same with another send window (at least 1).
+    pub fn with_window(mut self, window: usize) -> Self {
+        self.window = window.max(1);
+        self
     }
 
     /// Adds a message for `dests` (each with its measured RTT, if any) and
@@ -192,24 +218,27 @@ impl Outbox {
         for (to, rtt, acked) in dests {
             let timeout = self.initial_timeout(rtt);
             let due = now + self.backoff.jittered(timeout, rng);
-            let attempts = u32::from(!acked);
+            let room = !acked && self.in_flight.get(&to).copied().unwrap_or(0) < self.window;
             pending.dests.insert(
                 to,
                 Dest {
                     acked,
-                    attempts,
+                    attempts: u32::from(room),
                     timeout,
                     due,
                     sent: now,
                 },
             );
-            if !acked {
+            if room {
                 self.due.insert((due, key, to));
+                *self.in_flight.entry(to).or_default() += 1;
                 sends.push(Send {
                     to,
                     envelope: envelope.clone(),
                     attempt: 1,
                 });
+            } else if !acked {
+                self.waiting.entry(to).or_default().push_back(key);
             }
         }
         if pending.dests.is_empty() {
@@ -256,7 +285,12 @@ impl Outbox {
             return AckOutcome::AlreadyAcked;
         }
         dest.acked = true;
-        self.due.remove(&(dest.due, *key, *from));
+        if dest.attempts > 0 {
+            self.due.remove(&(dest.due, *key, *from));
+            if let Some(n) = self.in_flight.get_mut(from) {
+                *n = n.saturating_sub(1);
+            }
+        }
         self.counters.acked += 1;
         if msg.dests.values().all(|d| d.acked) {
             self.messages.remove(key);
@@ -265,6 +299,43 @@ impl Outbox {
         } else {
             AckOutcome::Acked
         }
+    }
+
+    /// First transmissions of waiting messages that now fit in their
+    /// destination's window (call after acks).
+    pub fn released<R: Rng>(&mut self, now: Millis, rng: &mut R) -> Vec<Send> {
+        let mut out = Vec::new();
+        for (to, queue) in self.waiting.iter_mut() {
+            let flying = self.in_flight.entry(*to).or_default();
+            while *flying < self.window {
+                let Some(key) = queue.pop_front() else { break };
+                // Acked meanwhile (or gone): nothing to send.
+                let Some(msg) = self.messages.get_mut(&key) else {
+                    continue;
+                };
+                let Some(dest) = msg.dests.get_mut(to).filter(|d| !d.acked) else {
+                    continue;
+                };
+                let timeout = match self.ack_delay.estimate() {
+                    Some(d) => dest.timeout.max(d.min(self.backoff.max)),
+                    None => dest.timeout,
+                };
+                dest.timeout = timeout;
+                dest.attempts = 1;
+                dest.sent = now;
+                dest.due = now + self.backoff.jittered(timeout, rng);
+                self.due.insert((dest.due, key, *to));
+                *flying += 1;
+                self.counters.sends += 1;
+                out.push(Send {
+                    to: *to,
+                    envelope: msg.envelope.clone(),
+                    attempt: 1,
+                });
+            }
+        }
+        self.waiting.retain(|_, q| !q.is_empty());
+        out
     }
 
     /// The retransmissions due at `now`, each rescheduled with a doubled timeout.
@@ -356,6 +427,62 @@ mod tests {
             )
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn at_most_a_window_of_transmissions_is_unacknowledged_per_destination() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut o = Outbox::new(Backoff::default(), 64).with_window(4);
+        let mut first = Vec::new();
+        for n in 1..=10 {
+            let sends = o
+                .enqueue(Millis(0), msg(n), [(id(1), None), (id(2), None)], &mut rng)
+                .unwrap();
+            first.extend(sends.into_iter().map(|s| (s.to, s.envelope.key.id)));
+        }
+        // Four per destination go out; the rest wait, durable, in order.
+        for d in [id(1), id(2)] {
+            let ids: Vec<u64> = first.iter().filter(|s| s.0 == d).map(|s| s.1).collect();
+            assert_eq!(ids, [1, 2, 3, 4]);
+        }
+        assert_eq!(
+            o.status(&msg(9).key).unwrap(),
+            vec![
+                (id(1), DestStatus::Pending { attempts: 0 }),
+                (id(2), DestStatus::Pending { attempts: 0 })
+            ]
+        );
+        // Retries resend only what was transmitted.
+        let retries = o.poll(Millis(60_000), &mut rng);
+        assert_eq!(retries.len(), 8);
+        assert!(retries.iter().all(|s| s.envelope.key.id <= 4));
+        assert!(
+            o.released(Millis(60_000), &mut rng).is_empty(),
+            "window full"
+        );
+        // Two acks from id(1): two more to id(1), none to id(2).
+        for n in [1, 2] {
+            assert_eq!(o.ack(&msg(n).key, &id(1)), AckOutcome::Acked);
+        }
+        let next: Vec<(ClusterId, u64)> = o
+            .released(Millis(60_001), &mut rng)
+            .into_iter()
+            .map(|s| (s.to, s.envelope.key.id))
+            .collect();
+        assert_eq!(next, [(id(1), 5), (id(1), 6)]);
+        // A waiting destination that acks anyway (a copy it got before a
+        // restart) is never sent and frees nothing.
+        assert_eq!(o.ack(&msg(10).key, &id(2)), AckOutcome::Acked);
+        for n in 1..=4 {
+            o.ack(&msg(n).key, &id(2));
+        }
+        let next: Vec<u64> = o
+            .released(Millis(60_002), &mut rng)
+            .into_iter()
+            .filter(|s| s.to == id(2))
+            .map(|s| s.envelope.key.id)
+            .collect();
+        assert_eq!(next, [5, 6, 7, 8]);
     }
 
     #[test]
