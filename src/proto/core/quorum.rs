@@ -87,6 +87,13 @@ pub struct QuorumPathCounters {
 const MAX_KNOWN_ROUNDS: usize = 131_072;
 /// How often finished rounds are forgotten.
 const GC_EVERY: Duration = Duration::from_secs(1);
+/// How long a member waits for a round's certificate before asking the
+/// origin for it (by sending its vote again), and between asks.
+const PULL_EVERY: Duration = Duration::from_secs(1);
+/// Asks per round at most (a rejected round has no certificate to get).
+const MAX_PULLS: u8 = 3;
+/// Rounds asked about in one pass at most.
+const PULLS_PER_PASS: usize = 256;
 
 /// What this node knows of one round's message.
 #[derive(Debug)]
@@ -97,6 +104,10 @@ struct KnownRound {
     /// A verified certificate waiting for its message.
     cert: Option<Arc<QuorumCertificate>>,
     delivered: bool,
+    /// Own round: the certificate, for members that missed it.
+    certified: Option<Arc<QuorumCertificate>>,
+    /// Times this node asked the origin for the certificate.
+    pulls: u8,
 }
 
 /// The quorum state of one node.
@@ -114,6 +125,7 @@ pub(super) struct QuorumPath {
     refused_topics: BTreeSet<String>,
     byzantine: Option<Byzantine>,
     last_gc: Millis,
+    last_pull: Millis,
     /// The time of the input being handled (routed payloads carry none).
     pub(super) now: Millis,
     counters: QuorumPathCounters,
@@ -154,6 +166,7 @@ impl QuorumPath {
             refused_topics: BTreeSet::new(),
             byzantine: None,
             last_gc: Millis::ZERO,
+            last_pull: Millis::ZERO,
             now: Millis::ZERO,
             counters: QuorumPathCounters::default(),
         }
@@ -391,8 +404,15 @@ impl Core {
                         }
                     }
                 }
-                QuorumOutput::Echo(votes) => {
-                    if let Some(f) = from.filter(|f| *f != self.own.id()) {
+                QuorumOutput::Echo(mut votes) => {
+                    let me = self.own.id();
+                    // Others' votes only: ours reached the origin directly,
+                    // and sending it again asks for the certificate
+                    // (which would answer this echo with another).
+                    votes.retain(|v| v.vote.voter != me);
+                    if let Some(f) = from.filter(|f| *f != me)
+                        && !votes.is_empty()
+                    {
                         self.send_votes(f, &votes, out);
                     }
                 }
@@ -421,6 +441,9 @@ impl Core {
         let outcome = match outcome {
             Outcome::Accepted(cert) => {
                 self.disseminate(round, &cert, out);
+                if let Some(k) = self.quorum.rounds.get_mut(&round) {
+                    k.certified = Some(cert);
+                }
                 QuorumOutcome::Accepted
             }
             Outcome::Rejected => QuorumOutcome::Rejected,
@@ -474,6 +497,8 @@ impl Core {
                 envelopes: Vec::new(),
                 cert: None,
                 delivered: false,
+                certified: None,
+                pulls: 0,
             }),
         };
         // At most two messages per slot are kept: an equivocating origin's
@@ -499,6 +524,8 @@ impl Core {
             envelopes: Vec::new(),
             cert: None,
             delivered: false,
+            certified: None,
+            pulls: 0,
         });
         if known.delivered {
             return;

@@ -331,6 +331,41 @@ fn an_equivocator_whose_votes_all_arrive_after_the_certificates_is_still_flagged
 }
 
 #[test]
+fn a_member_that_missed_the_certificates_asks_for_them_and_delivers() {
+    let mut m = Mesh::new(31, &[1; 5]);
+    // Core 3 gets the proposals but none of the others' votes nor the
+    // certificates: it votes, and cannot decide or deliver by itself.
+    m.cut = Box::new(|_, b, f| {
+        b == 3
+            && matches!(f, Frame::Routed(r) if matches!(
+                r.payload,
+                RoutedPayload::QuorumCertificate { .. }
+                    | RoutedPayload::QuorumVotes { .. }
+                    | RoutedPayload::QuorumBatch { .. }
+            ))
+    });
+    let mut pending = Vec::new();
+    for k in 0..3u8 {
+        pending.extend(m.publish(1, "q.x", Guarantee::ByzantineQuorum, &[k]));
+    }
+    m.run(pending);
+    assert_eq!(m.decided(1).len(), 3);
+    let got = |m: &Mesh, at: usize| {
+        m.delivered
+            .iter()
+            .filter(|(i, d)| *i == at && matches!(d, Delivery::Message(_)))
+            .count()
+    };
+    assert_eq!(got(&m, 3), 0, "nothing delivered without a certificate");
+    assert_eq!(got(&m, 2), 3);
+    // The loss is over: core 3 asks the origin again (its vote) and gets them.
+    m.cut = Box::new(|_, _, _| false);
+    m.ticks(10);
+    assert_eq!(got(&m, 3), 3, "every certified message, once");
+    assert_eq!(got(&m, 2), 3, "and nobody got one twice");
+}
+
+#[test]
 fn vote_logs_of_a_byzantine_run_verify_and_flag_the_equivocator() {
     use crate::store::votelog::{VoteLogWriter, WriterOptions};
     let m = byzantine_run(9);

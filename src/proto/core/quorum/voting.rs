@@ -100,6 +100,10 @@ impl Core {
             let outs = self.quorum.driver.on_timer(now, round);
             self.apply_quorum(now, None, outs, out);
         }
+        if now.since(self.quorum.last_pull) >= PULL_EVERY {
+            self.quorum.last_pull = now;
+            self.pull_certificates(now, out);
+        }
         if now.since(self.quorum.last_gc) >= GC_EVERY {
             self.quorum.last_gc = now;
             self.quorum.driver.gc(now);
@@ -192,6 +196,70 @@ impl Core {
         }
     }
 
+    /// Certificates are routed once: a member that voted and still has no
+    /// certificate after [`PULL_EVERY`] (lost with a link replaced under
+    /// it, say) sends its vote to the origin again, which answers with the
+    /// certificate ([`Core::resend_certificate`]).
+    fn pull_certificates(&mut self, now: Millis, out: &mut Vec<Output>) {
+        use crate::proto::delivery::SignedVoteRecord;
+        let me = self.own.id();
+        let mut asks = Vec::new();
+        for (round, k) in self.quorum.rounds.iter_mut() {
+            if asks.len() >= PULLS_PER_PASS {
+                break;
+            }
+            let Some(origin) = k.envelopes.first().map(|e| e.key.origin) else {
+                continue;
+            };
+            if k.delivered
+                || origin == me
+                || k.pulls >= MAX_PULLS
+                || now.since(k.first_seen) < PULL_EVERY
+            {
+                continue;
+            }
+            let slot = crate::proto::vote::Slot {
+                round: *round,
+                voter: me,
+            };
+            let Ok(Some(vote)) = self.quorum.record.previous(&slot) else {
+                continue;
+            };
+            k.pulls += 1;
+            asks.push((origin, vote));
+        }
+        for (origin, vote) in asks {
+            self.send_votes(origin, std::slice::from_ref(&vote), out);
+        }
+    }
+
+    /// A vote for an own round already certified: the voter may have
+    /// missed the certificate (see [`Core::pull_certificates`]).
+    fn resend_certificate(&mut self, from: ClusterId, v: &AttestedVote, out: &mut Vec<Output>) {
+        let Some(k) = self.quorum.rounds.get(&v.vote.round) else {
+            return;
+        };
+        let (Some(cert), Some(envelope)) = (&k.certified, k.envelopes.first()) else {
+            return;
+        };
+        if v.vote.voter != from || envelope.key.origin != self.own.id() {
+            return;
+        }
+        let network = self.network_id;
+        let Some(envelope) = k
+            .envelopes
+            .iter()
+            .find(|e| e.digest(network) == cert.value())
+        else {
+            return;
+        };
+        let payload = RoutedPayload::QuorumCertificate {
+            cert: cert.encode(),
+            envelope: envelope.encode(),
+        };
+        self.originate(from, payload, out);
+    }
+
     fn log_vote(&mut self, v: &AttestedVote, out: &mut Vec<Output>) {
         match v.as_single() {
             Some(sv) => out.push(log_record(LogEntry::Vote(sv))),
@@ -237,6 +305,7 @@ impl Core {
                             self.log_vote(&v, out);
                             self.apply_quorum(now, Some(origin), outs, out);
                             self.echo_late_vote(origin, &v, out);
+                            self.resend_certificate(origin, &v, out);
                         }
                         Err(_) => self.quorum.counters.votes_refused += 1,
                     }
