@@ -324,7 +324,11 @@ impl Actor {
     async fn on_link_event(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::Frame { link, peer, bytes } => {
-                if !self.links.is_current(&peer, link) {
+                // A duplicate link being replaced still delivers what the
+                // peer sent on it before it saw the new one (the peer is
+                // the same, authenticated either way); only a peer with no
+                // link left is not heard.
+                if !self.links.is_current(&peer, link) && self.links.get(&peer).is_none() {
                     return;
                 }
                 match wire::decode(&bytes) {
@@ -400,7 +404,13 @@ impl Actor {
             (Admit::Duplicate, Some(dup)) => dup.close("duplicate connection"),
             (Admit::Duplicate, None) => {}
             (Admit::Replaces(old), _) => {
-                old.link.close("duplicate connection");
+                // What was queued on the old link still goes out.
+                self.closing.retain(|t| !t.is_finished());
+                self.closing.push(tokio::spawn(async move {
+                    old.link
+                        .close_after_flush("duplicate connection", FLUSH_BEFORE_CLOSE)
+                        .await
+                }));
                 self.start_link(&peer);
             }
             (Admit::New, _) => {
