@@ -258,8 +258,10 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
     let (got, _) = raw(admin_a, "POST", "/publish".into(), big).await;
     assert_eq!(got, 413);
 
-    // The delivery metrics, once the next status refresh recorded them.
+    // The delivery metrics, recorded when a node refreshes its status:
+    // checked again after each refresh of either node.
     let deadline = Instant::now() + DEADLINE;
+    let (mut refreshed_a, mut refreshed_b) = (a.watch_status(), b.watch_status());
     loop {
         let (_, body) = raw(admin_b, "GET", "/metrics".into(), String::new()).await;
         let delivered = sample(&body, CROSS_CLUSTER_DELIVERIES_TOTAL, &[]).unwrap_or(0.0);
@@ -291,7 +293,13 @@ async fn published_over_http_reaches_a_cli_subscriber_on_another_node() {
             Instant::now() < deadline,
             "cross-cluster deliveries {delivered}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+        let refresh = async {
+            tokio::select! {
+                r = refreshed_a.changed() => r,
+                r = refreshed_b.changed() => r,
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline.into(), refresh).await;
     }
     let status = b.status().delivery;
     assert!(status.delivered_remote >= N as u64, "{status:?}");

@@ -25,6 +25,7 @@ use fedmesh::http::{
 };
 use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::{Identity, NetworkId};
+use wait_timeout::ChildExt;
 
 const NODES: usize = 4;
 /// How long the browser may take for one page (it normally needs ~2 s).
@@ -102,17 +103,16 @@ fn run_browser(browser: &Path, profile: &Path, url: &str, extra: &[String]) -> S
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the browser") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
+    let status = match child
+        .wait_timeout(BROWSER_TIMEOUT)
+        .expect("wait for the browser")
+    {
+        Some(status) => Some(status),
+        None => {
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            None
         }
-        std::thread::sleep(Duration::from_millis(50)); // poll interval
     };
     let (out, err) = (
         out.join().unwrap_or_default(),
