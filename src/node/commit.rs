@@ -77,8 +77,6 @@ pub struct CommitPipeline {
     writes: DeliveryWrites,
     /// The number the next commit gets.
     next: u64,
-    /// Every commit up to this number is durable.
-    done: u64,
     in_flight: bool,
     /// Steps waiting for a commit, with the number of that commit
     /// (non-decreasing from front to back).
@@ -102,7 +100,6 @@ impl CommitPipeline {
             }),
             writes: DeliveryWrites::default(),
             next: 1,
-            done: 0,
             in_flight: false,
             held: VecDeque::new(),
             done_tx,
@@ -138,7 +135,10 @@ impl CommitPipeline {
             let step = match step {
                 Step::Output(Output::Persist(p)) => match self.writes.take(p) {
                     None => {
-                        need = Some(self.next);
+                        // Only a write that will be committed can hold steps.
+                        if !self.writes.is_empty() {
+                            need = Some(self.next);
+                        }
                         continue;
                     }
                     Some(p) => Step::Output(Output::Persist(p)),
@@ -164,8 +164,7 @@ impl CommitPipeline {
     pub fn on_finished(&mut self, c: Committed, ready: &mut Vec<Step>) -> Result<(), DbError> {
         self.in_flight = false;
         c.result?;
-        self.done = c.seq;
-        while self.held.front().is_some_and(|(n, _)| *n <= self.done) {
+        while self.held.front().is_some_and(|(n, _)| *n <= c.seq) {
             if let Some((_, step)) = self.held.pop_front() {
                 ready.push(step);
             }
