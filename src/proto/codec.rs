@@ -76,6 +76,21 @@ impl Writer {
         }
     }
 
+    /// A writer appending to `buf` (reuses its allocation).
+    pub fn from_vec(buf: Vec<u8>) -> Self {
+        Writer { buf }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Nothing written yet.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// A domain tag: one length byte then the tag.
     pub fn tag(&mut self, tag: &[u8]) -> &mut Self {
         debug_assert!(tag.len() <= u8::MAX as usize);

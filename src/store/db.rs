@@ -1,5 +1,6 @@
 //! The node's durable database: one redb file, `fedmesh.redb` in the data
-//! directory. This module owns the roster tables (epochs adopted, and the
+//! directory, and the outbox log in `outbox/` beside it
+//! ([`super::outbox_log`]). This module owns the roster tables (epochs adopted, and the
 //! roster-change votes this node signed); other modules add their own
 //! tables through [`Db::database`].
 //!
@@ -10,10 +11,12 @@
 //!   two values for one slot.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use redb::{ReadableDatabase, TableDefinition};
 
 use super::delivery_error::DeliveryStoreError;
+use super::outbox_log::{LogOptions, OUTBOX_DIR, OutboxLog};
 use super::signed_votes::{PutOutcome, SignedVoteStore};
 use crate::proto::roster_epoch::RosterEpoch;
 use crate::proto::vote::{SignedVote, VoteKind};
@@ -65,11 +68,13 @@ pub enum DbError {
     SlotTaken,
 }
 
-/// The node database.
+/// The node database, with the outbox log beside it.
 #[derive(Debug)]
 pub struct Db {
     db: redb::Database,
     path: PathBuf,
+    /// Appended to by the commit thread, read at startup.
+    outbox: Mutex<OutboxLog>,
 }
 
 impl Db {
@@ -84,7 +89,19 @@ impl Db {
             path: path.clone(),
             source: Box::new(e.into()),
         })?;
-        let me = Db { db, path };
+        // redb's file lock keeps a second process out before the log opens.
+        let table_err = |source| DbError::Table {
+            path: path.clone(),
+            source,
+        };
+        let mut outbox = OutboxLog::open(&data_dir.join(OUTBOX_DIR), LogOptions::default())
+            .map_err(table_err)?;
+        super::delivery_state::migrate_outbox(&db, &mut outbox).map_err(table_err)?;
+        let me = Db {
+            db,
+            path,
+            outbox: Mutex::new(outbox),
+        };
         // Create the tables so that readers never see them missing.
         me.write(|tx| {
             tx.open_table(ROSTER_EPOCHS)?;
@@ -195,15 +212,27 @@ impl Db {
 
     /// The data path's stored state (outbox, counters, dedup windows).
     pub fn delivery_state(&self) -> Result<crate::proto::core::DataState, DbError> {
-        super::delivery_state::load(&self.db).map_err(|e| self.table_err(e))
+        let log = self.outbox()?;
+        super::delivery_state::load(&self.db, &log).map_err(|e| self.table_err(e))
     }
 
-    /// Writes a batch of data-path state in one durable transaction.
+    fn outbox(&self) -> Result<MutexGuard<'_, OutboxLog>, DbError> {
+        // A panic while appending leaves the memory state unknown.
+        self.outbox
+            .lock()
+            .map_err(|_| self.table_err(DeliveryStoreError::Poisoned))
+    }
+
+    /// Makes a batch of data-path state durable (at most one redb
+    /// transaction, then one outbox log append).
     pub fn commit_delivery(
         &self,
         writes: &mut super::delivery_state::DeliveryWrites,
     ) -> Result<(), DbError> {
-        writes.commit(&self.db).map_err(|e| self.table_err(e))
+        let mut log = self.outbox()?;
+        writes
+            .commit(&self.db, &mut log)
+            .map_err(|e| self.table_err(e))
     }
 
     /// Every roster-change vote this node signed (delivery votes are read

@@ -1,4 +1,4 @@
-//! The error type of the delivery tables (outbox, dedup, signed votes).
+//! The error type of the delivery tables (outbox log, dedup, signed votes).
 
 /// Why a delivery table could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,18 @@ pub enum DeliveryStoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A file of the outbox log could not be read, written or synced.
+    #[error("outbox log {}: {source}", .path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An earlier write of the outbox log failed: what is durable is known
+    /// only after a restart reads the log back.
+    #[error("the outbox log failed earlier; restart the node to recover")]
+    Poisoned,
 }
 
 macro_rules! from_redb {

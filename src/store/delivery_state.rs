@@ -1,23 +1,32 @@
-//! The data path's durable state as one unit: the outbox ([`super::outbox`]),
-//! the dedup windows ([`super::dedup`]), the id and sequence counters
-//! (table `delivery_counters` here) and the quorum votes signed here
-//! ([`super::signed_votes`]), written by group commit.
+//! The data path's durable state as one unit: the outbox log
+//! ([`super::outbox_log`], which also records the sequence numbers per
+//! destination), and in redb the dedup windows ([`super::dedup`]), the
+//! message id counter (table `delivery_counters` here) and the quorum votes
+//! signed here ([`super::signed_votes`]), written by group commit.
 //!
-//! Table `delivery_counters`: key `"next_id"` → the next message id, or
-//! `"seq/" | dest:32` → the next sequence number towards `dest`.
+//! Table `delivery_counters`: key `"next_id"` → the next message id not
+//! reserved. Earlier versions also kept `"seq/" | dest:32` → the next
+//! sequence number towards `dest` here; those are still read.
 //!
 //! [`DeliveryWrites`] collects the core's data-path `Persist` outputs of
-//! one or more `Core::handle` calls and writes them in ONE redb write
-//! transaction: one fsync for a whole batch instead of one per message.
-//! Counters and dedup windows are coalesced (only the latest value per key
-//! is written); an outbox message added and fully acknowledged within the
-//! same batch (a local subscriber) never touches the table.
+//! one or more `Core::handle` calls and makes them durable together: at
+//! most one redb transaction, then one append to the outbox log, instead of
+//! a sync per message. Counters and dedup windows are coalesced (only the
+//! latest value per key is written); an outbox message added and fully
+//! acknowledged within the same batch (a local subscriber) is never written.
+//!
+//! Order: redb first. A crash between the two leaves ids reserved and
+//! windows advanced with the batch's outbox records missing, which is
+//! safe: those messages were never sent nor reported (outputs wait for
+//! both), and their sequence numbers, recorded only in the log, are free
+//! again. The reverse could reuse a message id.
 
 use std::collections::BTreeMap;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::delivery_error::DeliveryStoreError;
+use super::outbox_log::OutboxLog;
 use crate::proto::core::{DataState, OutboxEntry, Persist};
 use crate::proto::delivery::{AttestedVote, MessageKey, OriginWindow};
 use crate::proto::identity::ClusterId;
@@ -26,26 +35,36 @@ const COUNTERS: TableDefinition<&[u8], u64> = TableDefinition::new("delivery_cou
 const NEXT_ID: &[u8] = b"next_id";
 const SEQ_PREFIX: &[u8] = b"seq/";
 
-fn seq_key(dest: &ClusterId) -> [u8; 36] {
-    let mut k = [0u8; 36];
-    k[..4].copy_from_slice(SEQ_PREFIX);
-    k[4..].copy_from_slice(&dest.0);
-    k
-}
-
 /// Creates the data path's tables if needed (call once at startup).
 pub fn init(db: &Database) -> Result<(), DeliveryStoreError> {
-    super::outbox::init(db)?;
     let txn = db.begin_write()?;
     txn.open_table(COUNTERS)?;
     txn.commit()?;
     Ok(())
 }
 
+/// Moves the outbox entries an earlier version kept in redb into the log
+/// (call once at startup, before anything else is appended).
+pub fn migrate_outbox(db: &Database, log: &mut OutboxLog) -> Result<(), DeliveryStoreError> {
+    let legacy = super::outbox::load_legacy(db)?;
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    // In the log first: a crash before the table goes only repeats this.
+    log.append(&legacy, &[], &BTreeMap::new())?;
+    super::outbox::drop_legacy(db)?;
+    tracing::info!(
+        messages = legacy.len(),
+        "moved the pending outbox into the outbox log"
+    );
+    Ok(())
+}
+
 /// Reads everything back (at startup, for `Core::with_data_state`).
-pub fn load(db: &Database) -> Result<DataState, DeliveryStoreError> {
+pub fn load(db: &Database, log: &OutboxLog) -> Result<DataState, DeliveryStoreError> {
     let mut state = DataState {
-        outbox: super::outbox::load(db)?,
+        outbox: log.entries()?,
+        next_seq: log.next_seq(),
         dedup: super::dedup::load(db)?,
         ..DataState::default()
     };
@@ -63,7 +82,11 @@ pub fn load(db: &Database) -> Result<DataState, DeliveryStoreError> {
         } else if let Some(dest) = k.strip_prefix(SEQ_PREFIX)
             && let Ok(dest) = <[u8; 32]>::try_from(dest)
         {
-            state.next_seq.push((ClusterId(dest), v));
+            let dest = ClusterId(dest);
+            match state.next_seq.iter_mut().find(|(d, _)| *d == dest) {
+                Some((_, n)) => *n = (*n).max(v),
+                None => state.next_seq.push((dest, v)),
+            }
         } else {
             return Err(DeliveryStoreError::Corrupt {
                 table: "delivery_counters",
@@ -71,6 +94,7 @@ pub fn load(db: &Database) -> Result<DataState, DeliveryStoreError> {
             });
         }
     }
+    state.next_seq.sort();
     Ok(state)
 }
 
@@ -116,9 +140,9 @@ impl DeliveryWrites {
             && self.votes.is_empty()
     }
 
-    /// Writes the batch in one durable transaction and empties it. On an
-    /// error nothing of the batch is stored (and the batch is dropped).
-    pub fn commit(&mut self, db: &Database) -> Result<(), DeliveryStoreError> {
+    /// Makes the batch durable and empties it. On an error the batch is
+    /// dropped and the node must stop: part of it may be stored.
+    pub fn commit(&mut self, db: &Database, log: &mut OutboxLog) -> Result<(), DeliveryStoreError> {
         let mut batch = std::mem::take(self);
         // Acks of messages added in this batch are applied before writing.
         let mut acks = Vec::with_capacity(batch.acks.len());
@@ -133,24 +157,18 @@ impl DeliveryWrites {
             }
         }
         batch.adds.retain(|e| e.dests.iter().any(|d| !d.acked));
-        let txn = db.begin_write()?;
-        super::outbox::put_in(&txn, &batch.adds)?;
-        super::outbox::ack_in(&txn, &acks)?;
-        {
-            let mut t = txn.open_table(COUNTERS)?;
+        if batch.next_id.is_some() || !batch.dedup.is_empty() || !batch.votes.is_empty() {
+            let txn = db.begin_write()?;
             if let Some(n) = batch.next_id {
-                t.insert(NEXT_ID, n)?;
+                txn.open_table(COUNTERS)?.insert(NEXT_ID, n)?;
             }
-            for (dest, n) in &batch.next_seq {
-                t.insert(seq_key(dest).as_slice(), *n)?;
-            }
+            let windows: Vec<(ClusterId, &OriginWindow)> =
+                batch.dedup.iter().map(|(o, w)| (*o, w)).collect();
+            super::dedup::save_in(&txn, &windows)?;
+            super::signed_votes::remember_in(&txn, &batch.votes)?;
+            txn.commit()?;
         }
-        let windows: Vec<(ClusterId, &OriginWindow)> =
-            batch.dedup.iter().map(|(o, w)| (*o, w)).collect();
-        super::dedup::save_in(&txn, &windows)?;
-        super::signed_votes::remember_in(&txn, &batch.votes)?;
-        txn.commit()?;
-        Ok(())
+        log.append(&batch.adds, &acks, &batch.next_seq)
     }
 }
 
@@ -188,6 +206,8 @@ mod tests {
     fn one_commit_coalesces_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.redb");
+        let logdir = dir.path().join("outbox");
+        let open_log = || OutboxLog::open(&logdir, Default::default()).unwrap();
         let (a, b) = (ClusterId([2; 32]), ClusterId([3; 32]));
         let window = OriginWindow {
             floor: 7,
@@ -196,6 +216,7 @@ mod tests {
         {
             let db = Database::create(&path).unwrap();
             init(&db).unwrap();
+            let mut log = open_log();
             let mut w = DeliveryWrites::default();
             assert!(w.is_empty());
             for p in [
@@ -226,21 +247,53 @@ mod tests {
                 assert!(w.take(p).is_none());
             }
             assert!(w.take(Persist::Incarnation(1)).is_some());
-            w.commit(&db).unwrap();
+            w.commit(&db, &mut log).unwrap();
             assert!(w.is_empty());
             w.take(Persist::OutboxAck {
                 key: entry(3, &[]).envelope.key,
                 dest: b,
             });
-            w.commit(&db).unwrap();
+            w.commit(&db, &mut log).unwrap();
         }
         let db = Database::create(&path).unwrap();
-        let s = load(&db).unwrap();
+        let s = load(&db, &open_log()).unwrap();
         assert_eq!(s.next_id, 4);
-        assert_eq!(s.next_seq, [(a, 3)]);
+        // a: the NextSeq output; b: past message 3, which used seq 3.
+        assert_eq!(s.next_seq, [(a, 3), (b, 4)]);
         assert_eq!(s.dedup, [(b, window)]);
         let mut want = entry(2, &[a, b]);
         want.dests[1].acked = true;
         assert_eq!(s.outbox, [want]);
+    }
+
+    #[test]
+    fn a_legacy_outbox_table_moves_into_the_log_once() {
+        use crate::store::outbox::tests::{entry as legacy_entry, put_legacy};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("node.redb")).unwrap();
+        init(&db).unwrap();
+        let (a, b) = (ClusterId([2; 32]), ClusterId([3; 32]));
+        let mut half = legacy_entry(1, &[a, b]);
+        half.dests[1].acked = true;
+        put_legacy(&db, &[half.clone(), legacy_entry(2, &[a])]);
+        // Counters of the earlier layout are still read.
+        let txn = db.begin_write().unwrap();
+        let mut k = SEQ_PREFIX.to_vec();
+        k.extend_from_slice(&a.0);
+        txn.open_table(COUNTERS)
+            .unwrap()
+            .insert(k.as_slice(), 40)
+            .unwrap();
+        txn.commit().unwrap();
+        let logdir = dir.path().join("outbox");
+        {
+            let mut log = OutboxLog::open(&logdir, Default::default()).unwrap();
+            migrate_outbox(&db, &mut log).unwrap();
+        }
+        let mut log = OutboxLog::open(&logdir, Default::default()).unwrap();
+        migrate_outbox(&db, &mut log).unwrap();
+        let s = load(&db, &log).unwrap();
+        assert_eq!(s.outbox, [half, legacy_entry(2, &[a])]);
+        assert_eq!(s.next_seq, [(a, 40), (b, 12)]);
     }
 }

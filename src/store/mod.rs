@@ -1,4 +1,5 @@
-//! Durable state: key and certificate files, the genesis roster file, and the vote log.
+//! Durable state: key and certificate files, the genesis roster file, the
+//! node database, the outbox log and the vote log.
 
 pub mod atomic;
 pub mod bounded;
@@ -9,6 +10,7 @@ pub mod delivery_state;
 pub mod genesis;
 pub mod keys;
 pub mod outbox;
+pub mod outbox_log;
 pub mod signed_votes;
 pub mod state;
 pub mod votelog;

@@ -90,7 +90,8 @@ impl Envelope {
         Ok(())
     }
 
-    fn write(&self, w: &mut Writer) {
+    /// Appends the canonical encoding to `w`.
+    pub(crate) fn write(&self, w: &mut Writer) {
         w.raw(&self.key.origin.0)
             .u64(self.key.id)
             .u8(self.guarantee as u8)

@@ -1,0 +1,247 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::store::outbox::tests::entry;
+
+const A: ClusterId = ClusterId([2; 32]);
+const B: ClusterId = ClusterId([3; 32]);
+
+fn key(id: u64) -> MessageKey {
+    entry(id, &[]).envelope.key
+}
+
+fn small() -> LogOptions {
+    LogOptions {
+        segment_bytes: 2048,
+        max_sealed: 2,
+    }
+}
+
+fn none() -> BTreeMap<ClusterId, u64> {
+    BTreeMap::new()
+}
+
+fn newest_segment(dir: &Path) -> PathBuf {
+    let ids = replay_list(dir);
+    segment_path(dir, *ids.last().unwrap())
+}
+
+fn replay_list(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            u64::from_str_radix(name.strip_suffix(".seg")?, 16).ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn pending_messages_and_their_acks_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
+        assert_eq!(log.depth(), 0);
+        log.append(&[entry(1, &[A, B]), entry(2, &[A, B])], &[], &none())
+            .unwrap();
+        log.append(
+            &[entry(3, &[A, B])],
+            &[(key(1), A), (key(2), A), (key(2), B)],
+            &none(),
+        )
+        .unwrap();
+        // A late duplicate ack, and one of an unknown message: nothing.
+        log.append(&[], &[(key(2), A), (key(9), A)], &none())
+            .unwrap();
+        assert_eq!(log.depth(), 2);
+    }
+    let log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
+    let mut one = entry(1, &[A, B]);
+    one.dests[0].acked = true;
+    assert_eq!(log.entries().unwrap(), [one, entry(3, &[A, B])]);
+    // Message 3 went out with seq 13 to both.
+    assert_eq!(log.next_seq(), [(A, 14), (B, 14)]);
+}
+
+#[test]
+fn sequence_numbers_outlive_the_segments_that_used_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = OutboxLog::open(dir.path(), small()).unwrap();
+        for id in 1..=40 {
+            log.append(&[entry(id, &[A])], &[(key(id), A)], &none())
+                .unwrap();
+        }
+        // A sequence number no add shows (a local self-delivery).
+        log.append(&[], &[], &BTreeMap::from([(B, 7)])).unwrap();
+        log.append(&[], &[], &BTreeMap::from([(B, 5)])).unwrap();
+        assert_eq!(log.depth(), 0);
+        assert_eq!(log.segments(), 1, "every older segment deleted");
+    }
+    let log = OutboxLog::open(dir.path(), small()).unwrap();
+    assert_eq!(log.next_seq(), [(A, 51), (B, 7)]);
+}
+
+#[test]
+fn a_long_pending_message_is_copied_forward_with_its_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = OutboxLog::open(dir.path(), small()).unwrap();
+        log.append(&[entry(1, &[A, B])], &[], &none()).unwrap();
+        log.append(&[], &[(key(1), A)], &none()).unwrap();
+        for id in 2..=200 {
+            log.append(&[entry(id, &[A])], &[(key(id), A)], &none())
+                .unwrap();
+            assert!(
+                log.segments() <= small().max_sealed + 2,
+                "{}",
+                log.segments()
+            );
+        }
+        assert_eq!(log.depth(), 1);
+    }
+    assert!(replay_list(dir.path()).first() > Some(&1), "segment 1 went");
+    let mut log = OutboxLog::open(dir.path(), small()).unwrap();
+    let mut one = entry(1, &[A, B]);
+    one.dests[0].acked = true;
+    assert_eq!(log.entries().unwrap(), [one]);
+    log.append(&[], &[(key(1), B)], &none()).unwrap();
+    assert_eq!(log.depth(), 0);
+}
+
+#[test]
+fn a_torn_write_at_the_end_is_cut_off_and_appending_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
+        log.append(&[entry(1, &[A])], &[], &none()).unwrap();
+    }
+    let path = newest_segment(dir.path());
+    let whole = std::fs::metadata(&path).unwrap().len();
+    // Half of the next record's bytes, as a crash mid-write leaves them.
+    let mut torn = Vec::new();
+    record::append(&mut torn, Kind::Add, |w| {
+        crate::store::outbox::write_entry(w, &entry(2, &[A]))
+    });
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&torn[..torn.len() / 2])
+        .unwrap();
+    {
+        let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
+        assert_eq!(log.entries().unwrap(), [entry(1, &[A])]);
+        log.append(&[entry(3, &[A])], &[], &none()).unwrap();
+    }
+    let log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.entries().unwrap(), [entry(1, &[A]), entry(3, &[A])]);
+}
+
+#[test]
+fn a_segment_cut_before_its_header_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
+        log.append(&[entry(1, &[A])], &[], &none()).unwrap();
+    }
+    std::fs::write(segment_path(dir.path(), 2), b"FMO").unwrap();
+    let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
+    log.append(&[entry(2, &[A])], &[], &none()).unwrap();
+    drop(log);
+    let log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.entries().unwrap(), [entry(1, &[A]), entry(2, &[A])]);
+}
+
+#[test]
+fn damage_before_the_end_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = OutboxLog::open(dir.path(), small()).unwrap();
+        for id in 1..=30 {
+            log.append(&[entry(id, &[A])], &[], &none()).unwrap();
+        }
+    }
+    let first = segment_path(dir.path(), replay_list(dir.path())[0]);
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[MAGIC.len() + 20] ^= 0x40;
+    std::fs::write(&first, &bytes).unwrap();
+    let err = OutboxLog::open(dir.path(), small()).unwrap_err();
+    assert!(
+        matches!(&err, DeliveryStoreError::Corrupt { reason, .. } if reason.contains("checksum")),
+        "{err}"
+    );
+    // Not a segment at all.
+    std::fs::write(&first, b"something else entirely").unwrap();
+    let err = OutboxLog::open(dir.path(), small()).unwrap_err();
+    assert!(err.to_string().contains("bad magic"), "{err}");
+}
+
+/// One step of the model test.
+#[derive(Debug, Clone)]
+enum Op {
+    Add { to_a: bool, to_b: bool },
+    Ack { pick: usize, to_b: bool },
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<bool>(), any::<bool>()).prop_map(|(to_a, to_b)| Op::Add { to_a, to_b: to_b || !to_a }),
+        5 => (any::<usize>(), any::<bool>()).prop_map(|(pick, to_b)| Op::Ack { pick, to_b }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the adds, acks and reopens, with segments small enough to
+    /// rotate, delete and copy forward all the time, the log reads back
+    /// exactly the pending messages and their acks.
+    #[test]
+    fn the_log_reads_back_what_a_model_outbox_holds(ops in prop::collection::vec(op(), 1..120)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = OutboxLog::open(dir.path(), small()).unwrap();
+        let mut model: BTreeMap<u64, OutboxEntry> = BTreeMap::new();
+        let mut next = 1;
+        for op in ops {
+            match op {
+                Op::Add { to_a, to_b } => {
+                    let dests: Vec<ClusterId> =
+                        [(to_a, A), (to_b, B)].iter().filter(|d| d.0).map(|d| d.1).collect();
+                    let e = entry(next, &dests);
+                    log.append(std::slice::from_ref(&e), &[], &none()).unwrap();
+                    model.insert(next, e);
+                    next += 1;
+                }
+                Op::Ack { pick, to_b } => {
+                    let Some(&id) = model.keys().nth(pick % model.len().max(1)) else { continue };
+                    let dest = if to_b { B } else { A };
+                    log.append(&[], &[(key(id), dest)], &none()).unwrap();
+                    let e = model.get_mut(&id).unwrap();
+                    e.dests.iter_mut().filter(|d| d.to == dest).for_each(|d| d.acked = true);
+                    if e.dests.iter().all(|d| d.acked) {
+                        model.remove(&id);
+                    }
+                }
+                Op::Reopen => {
+                    drop(log);
+                    log = OutboxLog::open(dir.path(), small()).unwrap();
+                }
+            }
+            prop_assert_eq!(log.depth(), model.len());
+            prop_assert!(log.segments() <= small().max_sealed + 2);
+        }
+        drop(log);
+        let log = OutboxLog::open(dir.path(), small()).unwrap();
+        let want: Vec<OutboxEntry> = model.into_values().collect();
+        prop_assert_eq!(log.entries().unwrap(), want);
+    }
+}
