@@ -334,6 +334,11 @@ fn describe_metrics() {
         Unit::Count,
         "Federation latency samples not recorded."
     );
+    describe_counter!(
+        crate::store::outbox_log::TRUNCATED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes of torn writes cut off the end of the outbox log at start."
+    );
     describe_histogram!(
         COMMIT_SECONDS,
         Unit::Seconds,

@@ -159,6 +159,10 @@ impl Node {
         let material = load_tls_material(&config.cert_path(), &config.key)?;
         let roster = Arc::new(load_roster_file(&config.roster)?);
         let previous = load_incarnation(&config.data_dir)?;
+        if config.admin.is_some() {
+            // Before the store opens, so that what opening it counts is kept.
+            crate::http::install_metrics();
+        }
         let db = Db::open(&config.data_dir)?;
         let stored_epochs = db.roster_epochs()?;
         let signed_votes = db.signed_votes()?;

@@ -96,7 +96,7 @@ impl Db {
         };
         let mut outbox = OutboxLog::open(&data_dir.join(OUTBOX_DIR), LogOptions::default())
             .map_err(table_err)?;
-        super::delivery_state::migrate_outbox(&db, &mut outbox).map_err(table_err)?;
+        super::delivery_state::migrate_to_log(&db, &mut outbox).map_err(table_err)?;
         let me = Db {
             db,
             path,

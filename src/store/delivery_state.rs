@@ -43,19 +43,55 @@ pub fn init(db: &Database) -> Result<(), DeliveryStoreError> {
     Ok(())
 }
 
-/// Moves the outbox entries an earlier version kept in redb into the log
-/// (call once at startup, before anything else is appended).
-pub fn migrate_outbox(db: &Database, log: &mut OutboxLog) -> Result<(), DeliveryStoreError> {
-    let legacy = super::outbox::load_legacy(db)?;
-    if legacy.is_empty() {
+/// Moves what earlier versions kept in redb (the outbox, the sequence
+/// numbers, the dedup windows) into the log; call once at startup, before
+/// anything else is appended. In the log first: a crash before the redb
+/// side is cleared only repeats this at the next start.
+pub fn migrate_to_log(db: &Database, log: &mut OutboxLog) -> Result<(), DeliveryStoreError> {
+    let outbox = super::outbox::load_legacy(db)?;
+    let dedup: BTreeMap<ClusterId, OriginWindow> =
+        super::dedup::load_legacy(db)?.into_iter().collect();
+    let mut next_seq = BTreeMap::new();
+    let mut seq_keys = Vec::new();
+    let txn = db.begin_read()?;
+    match txn.open_table(COUNTERS) {
+        Ok(t) => {
+            for entry in t.range(SEQ_PREFIX..)? {
+                let (k, v) = entry?;
+                let Some(dest) = k.value().strip_prefix(SEQ_PREFIX) else {
+                    break;
+                };
+                let dest = <[u8; 32]>::try_from(dest).map_err(|_| DeliveryStoreError::Corrupt {
+                    table: "delivery_counters",
+                    reason: format!("sequence key of {} bytes", k.value().len()),
+                })?;
+                next_seq.insert(ClusterId(dest), v.value());
+                seq_keys.push(k.value().to_vec());
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    drop(txn);
+    if outbox.is_empty() && dedup.is_empty() && next_seq.is_empty() {
         return Ok(());
     }
-    // In the log first: a crash before the table goes only repeats this.
-    log.append(&legacy, &[], &BTreeMap::new())?;
-    super::outbox::drop_legacy(db)?;
+    log.append(&outbox, &[], &next_seq, &dedup)?;
+    let txn = db.begin_write()?;
+    super::outbox::drop_legacy_in(&txn)?;
+    super::dedup::drop_legacy_in(&txn)?;
+    {
+        let mut t = txn.open_table(COUNTERS)?;
+        for k in &seq_keys {
+            t.remove(k.as_slice())?;
+        }
+    }
+    txn.commit()?;
     tracing::info!(
-        messages = legacy.len(),
-        "moved the pending outbox into the outbox log"
+        messages = outbox.len(),
+        origins = dedup.len(),
+        destinations = next_seq.len(),
+        "moved the outbox, dedup windows and sequence numbers into the outbox log"
     );
     Ok(())
 }
@@ -65,7 +101,7 @@ pub fn load(db: &Database, log: &OutboxLog) -> Result<DataState, DeliveryStoreEr
     let mut state = DataState {
         outbox: log.entries()?,
         next_seq: log.next_seq(),
-        dedup: super::dedup::load(db)?,
+        dedup: log.dedup(),
         ..DataState::default()
     };
     let txn = db.begin_read()?;
@@ -76,25 +112,14 @@ pub fn load(db: &Database, log: &OutboxLog) -> Result<DataState, DeliveryStoreEr
     };
     for entry in t.iter()? {
         let (k, v) = entry?;
-        let (k, v) = (k.value(), v.value());
-        if k == NEXT_ID {
-            state.next_id = v;
-        } else if let Some(dest) = k.strip_prefix(SEQ_PREFIX)
-            && let Ok(dest) = <[u8; 32]>::try_from(dest)
-        {
-            let dest = ClusterId(dest);
-            match state.next_seq.iter_mut().find(|(d, _)| *d == dest) {
-                Some((_, n)) => *n = (*n).max(v),
-                None => state.next_seq.push((dest, v)),
-            }
-        } else {
+        if k.value() != NEXT_ID {
             return Err(DeliveryStoreError::Corrupt {
                 table: "delivery_counters",
-                reason: format!("unknown key of {} bytes", k.len()),
+                reason: format!("unknown key of {} bytes", k.value().len()),
             });
         }
+        state.next_id = v.value();
     }
-    state.next_seq.sort();
     Ok(state)
 }
 
@@ -146,8 +171,15 @@ impl DeliveryWrites {
         let mut batch = std::mem::take(self);
         // Acks of messages added in this batch are applied before writing.
         let mut acks = Vec::with_capacity(batch.acks.len());
+        let added: std::collections::HashMap<MessageKey, usize> = if batch.acks.is_empty() {
+            Default::default()
+        } else {
+            (batch.adds.iter().enumerate())
+                .map(|(i, e)| (e.envelope.key, i))
+                .collect()
+        };
         for (key, dest) in batch.acks.drain(..) {
-            match batch.adds.iter_mut().find(|e| e.envelope.key == key) {
+            match added.get(&key).and_then(|i| batch.adds.get_mut(*i)) {
                 Some(e) => e
                     .dests
                     .iter_mut()
@@ -157,18 +189,15 @@ impl DeliveryWrites {
             }
         }
         batch.adds.retain(|e| e.dests.iter().any(|d| !d.acked));
-        if batch.next_id.is_some() || !batch.dedup.is_empty() || !batch.votes.is_empty() {
+        if batch.next_id.is_some() || !batch.votes.is_empty() {
             let txn = db.begin_write()?;
             if let Some(n) = batch.next_id {
                 txn.open_table(COUNTERS)?.insert(NEXT_ID, n)?;
             }
-            let windows: Vec<(ClusterId, &OriginWindow)> =
-                batch.dedup.iter().map(|(o, w)| (*o, w)).collect();
-            super::dedup::save_in(&txn, &windows)?;
             super::signed_votes::remember_in(&txn, &batch.votes)?;
             txn.commit()?;
         }
-        log.append(&batch.adds, &acks, &batch.next_seq)
+        log.append(&batch.adds, &acks, &batch.next_seq, &batch.dedup)
     }
 }
 
@@ -267,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn a_legacy_outbox_table_moves_into_the_log_once() {
+    fn what_earlier_versions_kept_in_redb_moves_into_the_log_once() {
         use crate::store::outbox::tests::{entry as legacy_entry, put_legacy};
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("node.redb")).unwrap();
@@ -285,15 +314,24 @@ mod tests {
             .insert(k.as_slice(), 40)
             .unwrap();
         txn.commit().unwrap();
+        let window = OriginWindow {
+            floor: 4,
+            above: [6].into(),
+        };
+        crate::store::dedup::tests::save(&db, &[(b, &window)]);
         let logdir = dir.path().join("outbox");
         {
             let mut log = OutboxLog::open(&logdir, Default::default()).unwrap();
-            migrate_outbox(&db, &mut log).unwrap();
+            migrate_to_log(&db, &mut log).unwrap();
         }
         let mut log = OutboxLog::open(&logdir, Default::default()).unwrap();
-        migrate_outbox(&db, &mut log).unwrap();
+        migrate_to_log(&db, &mut log).unwrap();
         let s = load(&db, &log).unwrap();
         assert_eq!(s.outbox, [half, legacy_entry(2, &[a])]);
         assert_eq!(s.next_seq, [(a, 40), (b, 12)]);
+        assert_eq!(s.dedup, [(b, window)]);
+        // Nothing is left behind in redb (an unknown counter would fail the load).
+        assert!(crate::store::outbox::load_legacy(&db).unwrap().is_empty());
+        assert!(crate::store::dedup::load_legacy(&db).unwrap().is_empty());
     }
 }

@@ -11,7 +11,10 @@
 
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 
 use super::delivery_error::DeliveryStoreError;
 use crate::proto::codec::{Reader, Writer};
@@ -104,11 +107,10 @@ pub fn load_legacy(db: &Database) -> Result<Vec<OutboxEntry>, DeliveryStoreError
     Ok(out)
 }
 
-/// Drops the legacy table (once its entries are in the outbox log).
-pub fn drop_legacy(db: &Database) -> Result<(), DeliveryStoreError> {
-    let txn = db.begin_write()?;
+/// Drops the legacy table inside the caller's transaction (once its
+/// entries are in the outbox log).
+pub(super) fn drop_legacy_in(txn: &WriteTransaction) -> Result<(), DeliveryStoreError> {
     txn.delete_table(TABLE)?;
-    txn.commit()?;
     Ok(())
 }
 
@@ -177,7 +179,9 @@ pub(crate) mod tests {
         half.dests[0].acked = true;
         put_legacy(&db, &[half.clone(), entry(3, &[b])]);
         assert_eq!(load_legacy(&db).unwrap(), [half, entry(3, &[b])]);
-        drop_legacy(&db).unwrap();
+        let txn = db.begin_write().unwrap();
+        drop_legacy_in(&txn).unwrap();
+        txn.commit().unwrap();
         assert!(load_legacy(&db).unwrap().is_empty());
     }
 

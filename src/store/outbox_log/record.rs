@@ -6,12 +6,14 @@
 //! - `Add`: an outbox entry (the entry encoding of [`crate::store::outbox`]);
 //! - `Ack`: `origin:32 | id:u64 | dest:32`, one destination acknowledged;
 //! - `Counters`: `count:u16 | (dest:32 | next_seq:u64)*`, the next sequence
-//!   number per destination, for sequence numbers no `Add` shows.
+//!   number per destination, for sequence numbers no `Add` shows;
+//! - `Dedup`: `origin:32 | floor:u64 | count:u32 | id:u64*`, the receiver's
+//!   dedup window for one origin (the latest record wins).
 
 use std::io::{ErrorKind, Read};
 
 use crate::proto::codec::{Reader, Writer};
-use crate::proto::delivery::MessageKey;
+use crate::proto::delivery::{MessageKey, OriginWindow};
 use crate::proto::identity::ClusterId;
 
 /// First bytes of every segment file.
@@ -33,6 +35,8 @@ pub(super) enum Kind {
     Ack = 2,
     /// Next sequence numbers.
     Counters = 3,
+    /// A receiver dedup window.
+    Dedup = 4,
 }
 
 impl Kind {
@@ -41,6 +45,7 @@ impl Kind {
             1 => Some(Kind::Add),
             2 => Some(Kind::Ack),
             3 => Some(Kind::Counters),
+            4 => Some(Kind::Dedup),
             _ => None,
         }
     }
@@ -96,6 +101,19 @@ pub(super) fn read_counters(body: &[u8]) -> Option<Vec<(ClusterId, u64)>> {
     }
     r.finish().ok()?;
     Some(out)
+}
+
+/// Writes a `Dedup` body.
+pub(super) fn dedup_body(w: &mut Writer, origin: &ClusterId, window: &OriginWindow) {
+    w.raw(&origin.0);
+    crate::store::dedup::write_window(w, window);
+}
+
+/// Reads a `Dedup` body.
+pub(super) fn read_dedup(body: &[u8]) -> Option<(ClusterId, OriginWindow)> {
+    let origin = ClusterId(body.get(..32)?.try_into().ok()?);
+    let window = crate::store::dedup::decode(&body[32..]).ok()?;
+    Some((origin, window))
 }
 
 /// The next record of a segment, as read.

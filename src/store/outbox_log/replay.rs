@@ -46,6 +46,7 @@ pub(super) fn open(dir: &Path, options: LogOptions) -> Result<OutboxLog, Deliver
         segments: BTreeMap::new(),
         live: HashMap::new(),
         next_seq: HashMap::new(),
+        dedup: HashMap::new(),
         buf: Vec::new(),
         poisoned: false,
     };
@@ -141,6 +142,10 @@ fn read_segment(log: &mut OutboxLog, id: u64) -> Result<SegmentRead, DeliverySto
                 let next: Vec<(ClusterId, u64)> =
                     record::read_counters(&body).ok_or_else(|| bad("bad counters"))?;
                 log.note_counters(&next);
+            }
+            Kind::Dedup => {
+                let (origin, window) = record::read_dedup(&body).ok_or_else(|| bad("bad dedup"))?;
+                log.dedup.insert(origin, window);
             }
         }
         good += len as u64;

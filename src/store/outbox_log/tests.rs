@@ -47,16 +47,22 @@ fn pending_messages_and_their_acks_survive_a_reopen() {
     {
         let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
         assert_eq!(log.depth(), 0);
-        log.append(&[entry(1, &[A, B]), entry(2, &[A, B])], &[], &none())
-            .unwrap();
+        log.append(
+            &[entry(1, &[A, B]), entry(2, &[A, B])],
+            &[],
+            &none(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         log.append(
             &[entry(3, &[A, B])],
             &[(key(1), A), (key(2), A), (key(2), B)],
             &none(),
+            &BTreeMap::new(),
         )
         .unwrap();
         // A late duplicate ack, and one of an unknown message: nothing.
-        log.append(&[], &[(key(2), A), (key(9), A)], &none())
+        log.append(&[], &[(key(2), A), (key(9), A)], &none(), &BTreeMap::new())
             .unwrap();
         assert_eq!(log.depth(), 2);
     }
@@ -74,12 +80,19 @@ fn sequence_numbers_outlive_the_segments_that_used_them() {
     {
         let mut log = OutboxLog::open(dir.path(), small()).unwrap();
         for id in 1..=40 {
-            log.append(&[entry(id, &[A])], &[(key(id), A)], &none())
-                .unwrap();
+            log.append(
+                &[entry(id, &[A])],
+                &[(key(id), A)],
+                &none(),
+                &BTreeMap::new(),
+            )
+            .unwrap();
         }
         // A sequence number no add shows (a local self-delivery).
-        log.append(&[], &[], &BTreeMap::from([(B, 7)])).unwrap();
-        log.append(&[], &[], &BTreeMap::from([(B, 5)])).unwrap();
+        log.append(&[], &[], &BTreeMap::from([(B, 7)]), &BTreeMap::new())
+            .unwrap();
+        log.append(&[], &[], &BTreeMap::from([(B, 5)]), &BTreeMap::new())
+            .unwrap();
         assert_eq!(log.depth(), 0);
         assert_eq!(log.segments(), 1, "every older segment deleted");
     }
@@ -88,15 +101,45 @@ fn sequence_numbers_outlive_the_segments_that_used_them() {
 }
 
 #[test]
+fn the_latest_dedup_windows_outlive_the_segments_that_held_them() {
+    use crate::proto::delivery::OriginWindow;
+    let dir = tempfile::tempdir().unwrap();
+    let window = |floor: u64| OriginWindow {
+        floor,
+        above: [floor + 2, floor + 5].into(),
+    };
+    {
+        let mut log = OutboxLog::open(dir.path(), small()).unwrap();
+        log.append(&[], &[], &none(), &BTreeMap::from([(B, window(3))]))
+            .unwrap();
+        for floor in 10..200 {
+            log.append(&[], &[], &none(), &BTreeMap::from([(A, window(floor))]))
+                .unwrap();
+        }
+        assert!(log.segments() <= 2, "{}", log.segments());
+    }
+    assert!(replay_list(dir.path()).first() > Some(&1), "segment 1 went");
+    let log = OutboxLog::open(dir.path(), small()).unwrap();
+    assert_eq!(log.dedup(), [(A, window(199)), (B, window(3))]);
+}
+
+#[test]
 fn a_long_pending_message_is_copied_forward_with_its_acks() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = OutboxLog::open(dir.path(), small()).unwrap();
-        log.append(&[entry(1, &[A, B])], &[], &none()).unwrap();
-        log.append(&[], &[(key(1), A)], &none()).unwrap();
+        log.append(&[entry(1, &[A, B])], &[], &none(), &BTreeMap::new())
+            .unwrap();
+        log.append(&[], &[(key(1), A)], &none(), &BTreeMap::new())
+            .unwrap();
         for id in 2..=200 {
-            log.append(&[entry(id, &[A])], &[(key(id), A)], &none())
-                .unwrap();
+            log.append(
+                &[entry(id, &[A])],
+                &[(key(id), A)],
+                &none(),
+                &BTreeMap::new(),
+            )
+            .unwrap();
             assert!(
                 log.segments() <= small().max_sealed + 2,
                 "{}",
@@ -110,7 +153,8 @@ fn a_long_pending_message_is_copied_forward_with_its_acks() {
     let mut one = entry(1, &[A, B]);
     one.dests[0].acked = true;
     assert_eq!(log.entries().unwrap(), [one]);
-    log.append(&[], &[(key(1), B)], &none()).unwrap();
+    log.append(&[], &[(key(1), B)], &none(), &BTreeMap::new())
+        .unwrap();
     assert_eq!(log.depth(), 0);
 }
 
@@ -119,7 +163,8 @@ fn a_torn_write_at_the_end_is_cut_off_and_appending_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
-        log.append(&[entry(1, &[A])], &[], &none()).unwrap();
+        log.append(&[entry(1, &[A])], &[], &none(), &BTreeMap::new())
+            .unwrap();
     }
     let path = newest_segment(dir.path());
     let whole = std::fs::metadata(&path).unwrap().len();
@@ -138,7 +183,8 @@ fn a_torn_write_at_the_end_is_cut_off_and_appending_goes_on() {
         let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
         assert_eq!(log.entries().unwrap(), [entry(1, &[A])]);
-        log.append(&[entry(3, &[A])], &[], &none()).unwrap();
+        log.append(&[entry(3, &[A])], &[], &none(), &BTreeMap::new())
+            .unwrap();
     }
     let log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(log.entries().unwrap(), [entry(1, &[A]), entry(3, &[A])]);
@@ -149,11 +195,13 @@ fn a_segment_cut_before_its_header_is_started_again() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
-        log.append(&[entry(1, &[A])], &[], &none()).unwrap();
+        log.append(&[entry(1, &[A])], &[], &none(), &BTreeMap::new())
+            .unwrap();
     }
     std::fs::write(segment_path(dir.path(), 2), b"FMO").unwrap();
     let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
-    log.append(&[entry(2, &[A])], &[], &none()).unwrap();
+    log.append(&[entry(2, &[A])], &[], &none(), &BTreeMap::new())
+        .unwrap();
     drop(log);
     let log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(log.entries().unwrap(), [entry(1, &[A]), entry(2, &[A])]);
@@ -165,7 +213,8 @@ fn damage_before_the_end_is_refused() {
     {
         let mut log = OutboxLog::open(dir.path(), small()).unwrap();
         for id in 1..=30 {
-            log.append(&[entry(id, &[A])], &[], &none()).unwrap();
+            log.append(&[entry(id, &[A])], &[], &none(), &BTreeMap::new())
+                .unwrap();
         }
     }
     let first = segment_path(dir.path(), replay_list(dir.path())[0]);
@@ -217,14 +266,14 @@ proptest! {
                     let dests: Vec<ClusterId> =
                         [(to_a, A), (to_b, B)].iter().filter(|d| d.0).map(|d| d.1).collect();
                     let e = entry(next, &dests);
-                    log.append(std::slice::from_ref(&e), &[], &none()).unwrap();
+                    log.append(std::slice::from_ref(&e), &[], &none(), &BTreeMap::new()).unwrap();
                     model.insert(next, e);
                     next += 1;
                 }
                 Op::Ack { pick, to_b } => {
                     let Some(&id) = model.keys().nth(pick % model.len().max(1)) else { continue };
                     let dest = if to_b { B } else { A };
-                    log.append(&[], &[(key(id), dest)], &none()).unwrap();
+                    log.append(&[], &[(key(id), dest)], &none(), &BTreeMap::new()).unwrap();
                     let e = model.get_mut(&id).unwrap();
                     e.dests.iter_mut().filter(|d| d.to == dest).for_each(|d| d.acked = true);
                     if e.dests.iter().all(|d| d.acked) {
