@@ -8,11 +8,14 @@
 //! - fedmesh: node A publishes N AT_LEAST_ONCE messages to node B's
 //!   subscription; the clock stops when B's subscriber has received all N
 //!   from its reliable inbox (`Node::start_with_inbox`) and A's outbox is
-//!   empty (every ack in, every outbox entry deleted). Both sides group
-//!   commit to redb with its default fsync durability.
+//!   empty (every ack in, every outbox entry acknowledged). Both sides
+//!   group commit (outbox log and dedup windows: one fdatasync per batch).
+//!   The consumer also measures publish-to-subscriber latency, which at a
+//!   window of W messages is about W / rate.
 //!
-//! - group commit: the cost per message of persisting outbox entries with
-//!   one redb commit per message against one commit per batch of 256 (what
+//! - group commit: the cost per message of persisting outbox entries (the
+//!   outbox log's append and fdatasync, ids reserved in redb 1,024 at a
+//!   time) with one commit per message against one per batch of 256 (what
 //!   the node's actor does with the inputs queued behind one another).
 //!
 //! Run: `cargo run --release --example alo_throughput` (`MSGS=N`, default
@@ -122,8 +125,26 @@ async fn start(root: &Path, i: usize, seed: Option<SeedAddr>) -> anyhow::Result<
     })
 }
 
-/// AT_LEAST_ONCE messages from A to B; msgs/s.
-async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<f64> {
+fn micros_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The `q`-quantile of sorted `v` (0 when empty).
+fn quantile(v: &[u64], q: f64) -> u64 {
+    let i = ((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1));
+    v.get(i).copied().unwrap_or(0)
+}
+
+/// What one AT_LEAST_ONCE run measured.
+struct AloRun {
+    /// Messages per second, until the outbox is empty.
+    rate: f64,
+    /// Publish-to-subscriber latency, sorted, in µs.
+    latencies: Vec<u64>,
+}
+
+/// AT_LEAST_ONCE messages from A to B.
+async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<AloRun> {
     let a = start(root, 0, None).await?;
     let b = start(
         root,
@@ -156,21 +177,33 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<f64> {
     }
     while inbox.try_recv().is_ok() {}
     let received = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
     let consumer = {
         let received = received.clone();
         tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(n as usize);
             while let Some(e) = inbox.recv().await {
+                // Late warm-up messages carry no timestamp.
+                let Some(stamp) = e.payload.first_chunk::<8>() else {
+                    continue;
+                };
+                let sent = u64::from_be_bytes(*stamp);
+                latencies.push(micros_since(t).saturating_sub(sent));
                 if e.guarantee == Guarantee::AtLeastOnce
                     && received.fetch_add(1, Ordering::Relaxed) + 1 == n
                 {
-                    return;
+                    latencies.sort_unstable();
+                    return latencies;
                 }
             }
+            latencies
         })
     };
-    let t = Instant::now();
-    let payload = vec![7u8; PAYLOAD];
+    let mut payload = vec![7u8; PAYLOAD];
     for sent in 0..n {
+        // Each message carries its publish time: the consumer measures
+        // publish-to-subscriber latency at this load.
+        payload[..8].copy_from_slice(&micros_since(t).to_be_bytes());
         // Application-level flow control: at most `window` unacknowledged.
         while sent.saturating_sub(received.load(Ordering::Relaxed)) >= window {
             tokio::time::sleep(Duration::from_micros(200)).await; // poll interval
@@ -182,7 +215,7 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<f64> {
             bail!("A stopped");
         }
     }
-    tokio::time::timeout(Duration::from_secs(300), consumer)
+    let latencies = tokio::time::timeout(Duration::from_secs(300), consumer)
         .await
         .context("fedmesh receiver timed out")??;
     while a.outbox_depth() > 0 {
@@ -194,7 +227,7 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<f64> {
     let rate = n as f64 / t.elapsed().as_secs_f64();
     a.shutdown().await;
     b.shutdown().await;
-    Ok(rate)
+    Ok(AloRun { rate, latencies })
 }
 
 /// Microseconds per message persisting `n` outbox entries in commits of `batch`.
@@ -227,7 +260,10 @@ fn commit_cost(root: &Path, n: u64, batch: u64) -> anyhow::Result<f64> {
                 acked: false,
             }],
         }));
-        writes.take(Persist::NextMessageId(id + 1));
+        if id % 1024 == 1 {
+            // The node reserves message ids 1,024 at a time.
+            writes.take(Persist::NextMessageId(id + 1024));
+        }
         if id % batch == 0 || id == n {
             db.commit_delivery(&mut writes)?;
         }
@@ -246,12 +282,18 @@ async fn main() -> anyhow::Result<()> {
     let frame_len = PAYLOAD + 120;
     if std::env::var_os("ALO_ONLY").is_some() {
         // For profiling the node's data path alone.
-        let rate = alo(dir.path(), n, window).await?;
-        println!("AT_LEAST_ONCE: {rate:.0} msgs/s");
+        let run = alo(dir.path(), n, window).await?;
+        println!(
+            "AT_LEAST_ONCE: {:.0} msgs/s, latency p50 {} us, p99 {} us",
+            run.rate,
+            quantile(&run.latencies, 0.5),
+            quantile(&run.latencies, 0.99)
+        );
         return Ok(());
     }
     let raw_rate = raw(dir.path(), n, frame_len).await?;
-    let alo_rate = alo(dir.path(), n, window).await?;
+    let run = alo(dir.path(), n, window).await?;
+    let alo_rate = run.rate;
     let mb = |r: f64| r * PAYLOAD as f64 / 1e6;
     println!("messages: {n} x {PAYLOAD} B payload, window {window}");
     println!(
@@ -265,6 +307,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "ratio AT_LEAST_ONCE / raw: {:.1} %",
         100.0 * alo_rate / raw_rate
+    );
+    println!(
+        "publish-to-subscriber latency at this load: p50 {} us, p99 {} us (window {window} / rate)",
+        quantile(&run.latencies, 0.5),
+        quantile(&run.latencies, 0.99)
     );
     let single = commit_cost(dir.path(), 2_000, 1)?;
     let grouped = commit_cost(dir.path(), 2_000, 256)?;
