@@ -24,6 +24,17 @@ fn none() -> BTreeMap<ClusterId, u64> {
     BTreeMap::new()
 }
 
+/// Message `id` to A, acknowledged in the same append.
+fn add_and_ack(log: &mut OutboxLog, id: u64) {
+    log.append(
+        &[entry(id, &[A])],
+        &[(key(id), A)],
+        &none(),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+}
+
 fn newest_segment(dir: &Path) -> PathBuf {
     let ids = replay_list(dir);
     segment_path(dir, *ids.last().unwrap())
@@ -80,13 +91,7 @@ fn sequence_numbers_outlive_the_segments_that_used_them() {
     {
         let mut log = OutboxLog::open(dir.path(), small()).unwrap();
         for id in 1..=40 {
-            log.append(
-                &[entry(id, &[A])],
-                &[(key(id), A)],
-                &none(),
-                &BTreeMap::new(),
-            )
-            .unwrap();
+            add_and_ack(&mut log, id);
         }
         // A sequence number no add shows (a local self-delivery).
         log.append(&[], &[], &BTreeMap::from([(B, 7)]), &BTreeMap::new())
@@ -133,13 +138,7 @@ fn a_long_pending_message_is_copied_forward_with_its_acks() {
         log.append(&[], &[(key(1), A)], &none(), &BTreeMap::new())
             .unwrap();
         for id in 2..=200 {
-            log.append(
-                &[entry(id, &[A])],
-                &[(key(id), A)],
-                &none(),
-                &BTreeMap::new(),
-            )
-            .unwrap();
+            add_and_ack(&mut log, id);
             assert!(
                 log.segments() <= small().max_sealed + 2,
                 "{}",
