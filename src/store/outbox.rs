@@ -25,7 +25,7 @@ use crate::proto::identity::ClusterId;
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("delivery_outbox");
 
 /// Bytes of one destination in a stored entry.
-pub(super) const DEST_LEN: usize = 32 + 8 + 1;
+const DEST_LEN: usize = 32 + 8 + 1;
 
 /// Appends the destinations part of an entry.
 pub(super) fn write_dests(w: &mut Writer, dests: &[PendingDest]) {

@@ -141,19 +141,23 @@ pub(super) fn read_next(r: &mut impl Read) -> std::io::Result<Next> {
     if len == 0 || len > MAX_RECORD {
         return Ok(Next::Broken(format!("record length {len}")));
     }
-    let mut data = vec![0u8; len];
-    let got = read_full(r, &mut data)?;
+    // The kind byte is read apart so that the body needs no second copy.
+    let mut kind = [0u8; 1];
+    let mut body = vec![0u8; len - 1];
+    let got = read_full(r, &mut kind)? + read_full(r, &mut body)?;
     if got < len {
         return Ok(Next::Broken(format!("record of {len} bytes cut at {got}")));
     }
-    if crc32fast::hash(&data) != crc {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&kind);
+    hasher.update(&body);
+    if hasher.finalize() != crc {
         return Ok(Next::Broken("checksum mismatch".into()));
     }
-    let Some(kind) = Kind::from_u8(data[0]) else {
-        return Ok(Next::Broken(format!("unknown record kind {}", data[0])));
+    let Some(kind) = Kind::from_u8(kind[0]) else {
+        return Ok(Next::Broken(format!("unknown record kind {}", kind[0])));
     };
-    data.remove(0);
-    Ok(Next::Record(kind, data))
+    Ok(Next::Record(kind, body))
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.

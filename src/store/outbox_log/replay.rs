@@ -36,6 +36,8 @@ fn list(dir: &Path) -> Result<Vec<u64>, DeliveryStoreError> {
 pub(super) fn open(dir: &Path, options: LogOptions) -> Result<OutboxLog, DeliveryStoreError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let ids = list(dir)?;
+    // Replaced below by the segment appended to (the newest, or a new one);
+    // an open handle keeps `OutboxLog::file` from needing an Option.
     let placeholder = File::open(dir).map_err(io(dir))?;
     let mut log = OutboxLog {
         dir: dir.to_owned(),
