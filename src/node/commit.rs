@@ -62,11 +62,14 @@ pub struct Committed {
     result: Result<(), DbError>,
 }
 
-/// The database, shared with the commit thread.
+/// The database and the observers' stream, shared with the commit thread.
 struct OpenDb {
     db: Db,
-    /// Dropped after `db` (fields drop in order): tells that the file is
-    /// closed and can be opened again, whichever thread let go of it last.
+    /// The observers' stream of deliveries. Held here, not beside, so that
+    /// it is gone too once `_closed` fires: a crashed node's stream ends.
+    deliveries: broadcast::Sender<Delivery>,
+    /// Dropped last (fields drop in order): tells that the file is closed
+    /// and can be opened again, whichever thread let go of it last.
     _closed: oneshot::Sender<()>,
 }
 
@@ -83,19 +86,19 @@ pub struct CommitPipeline {
     held: VecDeque<(u64, Step)>,
     done_tx: mpsc::UnboundedSender<Committed>,
     done_rx: mpsc::UnboundedReceiver<Committed>,
-    /// The observers' stream of deliveries.
-    deliveries: broadcast::Sender<Delivery>,
 }
 
 impl CommitPipeline {
     /// A pipeline committing to `db`, and a receiver that ends once the
-    /// database is closed (the pipeline and any running commit dropped).
+    /// database is closed and the pipeline's hold on `deliveries` is gone
+    /// (the pipeline and any running commit dropped).
     pub fn new(db: Db, deliveries: broadcast::Sender<Delivery>) -> (Self, oneshot::Receiver<()>) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed_rx) = oneshot::channel();
         let pipeline = CommitPipeline {
             db: Arc::new(OpenDb {
                 db,
+                deliveries,
                 _closed: closed_tx,
             }),
             writes: DeliveryWrites::default(),
@@ -104,7 +107,6 @@ impl CommitPipeline {
             held: VecDeque::new(),
             done_tx,
             done_rx,
-            deliveries,
         };
         (pipeline, closed_rx)
     }
@@ -202,7 +204,6 @@ impl CommitPipeline {
             }
         }
         let (db, tx) = (self.db.clone(), self.done_tx.clone());
-        let deliveries = self.deliveries.clone();
         self.next += 1;
         self.in_flight = true;
         tokio::task::spawn_blocking(move || {
@@ -212,7 +213,7 @@ impl CommitPipeline {
                 .record(t.elapsed().as_secs_f64());
             if result.is_ok() {
                 for step in told {
-                    tell(step, &deliveries);
+                    tell(step, &db.deliveries);
                 }
             }
             // The actor may be gone (a crash in a test): nothing to tell.
