@@ -20,7 +20,8 @@
 //!
 //! Run: `cargo run --release --example alo_throughput` (`MSGS=N`, default
 //! 20000; `WINDOW=W` unacknowledged messages at most, default 600;
-//! `ALO_ONLY=1` runs the fedmesh side alone, for profiling).
+//! `ALO_ONLY=1` runs the fedmesh side alone, for profiling; `RAW_ONLY=1`
+//! the raw side alone).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -201,13 +202,13 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<AloRun> {
     };
     let mut payload = vec![7u8; PAYLOAD];
     for sent in 0..n {
-        // Each message carries its publish time: the consumer measures
-        // publish-to-subscriber latency at this load.
-        payload[..8].copy_from_slice(&micros_since(t).to_be_bytes());
         // Application-level flow control: at most `window` unacknowledged.
         while sent.saturating_sub(received.load(Ordering::Relaxed)) >= window {
             tokio::time::sleep(Duration::from_micros(200)).await; // poll interval
         }
+        // Each message carries its publish time (taken after any wait for
+        // the window): the consumer measures publish-to-subscriber latency.
+        payload[..8].copy_from_slice(&micros_since(t).to_be_bytes());
         if !a
             .publish("bench.data", Guarantee::AtLeastOnce, payload.clone())
             .await
@@ -289,6 +290,10 @@ async fn main() -> anyhow::Result<()> {
             quantile(&run.latencies, 0.5),
             quantile(&run.latencies, 0.99)
         );
+        return Ok(());
+    }
+    if std::env::var_os("RAW_ONLY").is_some() {
+        println!("raw: {:.0} msgs/s", raw(dir.path(), n, frame_len).await?);
         return Ok(());
     }
     let raw_rate = raw(dir.path(), n, frame_len).await?;

@@ -137,8 +137,9 @@ impl CommitPipeline {
             let step = match step {
                 Step::Output(Output::Persist(p)) => match self.writes.take(p) {
                     None => {
-                        // Only a write that will be committed can hold steps.
-                        if !self.writes.is_empty() {
+                        // Only a write that will be committed, and that
+                        // anything waits for, holds steps.
+                        if self.writes.holds_outputs() {
                             need = Some(self.next);
                         }
                         continue;
@@ -306,6 +307,39 @@ mod tests {
         assert!(matches!(seen, Delivery::Published { key, .. } if key.id == 1));
         // The actor gets the rest, in order.
         assert_eq!(next(&mut p).await, [u64::MAX, u64::MAX, 7]);
+    }
+
+    #[tokio::test]
+    async fn nothing_waits_for_an_ack_but_the_ack_is_still_written() {
+        use crate::proto::delivery::MessageKey;
+        use crate::proto::identity::ClusterId;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _observed) = broadcast::channel(16);
+        let (mut p, _closed) = CommitPipeline::new(Db::open(dir.path()).unwrap(), tx);
+        let ack = Step::Output(Output::Persist(Persist::OutboxAck {
+            key: MessageKey {
+                origin: ClusterId([1; 32]),
+                id: 1,
+            },
+            dest: ClusterId([2; 32]),
+        }));
+        let mut ready = Vec::new();
+        p.stage([ack, timer(1)], &mut ready);
+        assert_eq!(ready.iter().map(at).collect::<Vec<_>>(), [1]);
+        p.start();
+        assert!(p.in_flight(), "the ack is committed all the same");
+        // A write that outputs wait for still holds what follows it.
+        ready.clear();
+        p.stage(
+            [
+                Step::Output(Output::Persist(Persist::NextMessageId(3))),
+                timer(2),
+            ],
+            &mut ready,
+        );
+        assert!(ready.is_empty());
+        assert!(next(&mut p).await.is_empty());
+        assert_eq!(next(&mut p).await, [2]);
     }
 
     #[tokio::test]

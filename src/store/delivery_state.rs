@@ -155,6 +155,18 @@ impl DeliveryWrites {
         None
     }
 
+    /// Whether outputs staged after these writes must wait for their
+    /// commit: any write but an ack. Nothing waits for an ack: one lost in
+    /// a crash only brings a retransmission, which the receiver
+    /// acknowledges again as a duplicate.
+    pub fn holds_outputs(&self) -> bool {
+        !self.adds.is_empty()
+            || self.next_id.is_some()
+            || !self.next_seq.is_empty()
+            || !self.dedup.is_empty()
+            || !self.votes.is_empty()
+    }
+
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
         self.adds.is_empty()

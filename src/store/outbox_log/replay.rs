@@ -50,6 +50,7 @@ pub(super) fn open(dir: &Path, options: LogOptions) -> Result<OutboxLog, Deliver
         next_seq: HashMap::new(),
         dedup: HashMap::new(),
         buf: Vec::new(),
+        unsynced: false,
         poisoned: false,
     };
     let Some((&last, sealed)) = ids.split_last() else {
