@@ -88,6 +88,19 @@ where
     Ok(Some(payload))
 }
 
+/// Appends one frame (prefix and payload) to `buf`, so that several
+/// frames leave with one stream write. Payloads over `u32::MAX` bytes fail
+/// with [`FrameError::TooLarge`] and leave `buf` as it was.
+pub fn append_frame(buf: &mut Vec<u8>, payload: &[u8]) -> Result<(), FrameError> {
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
+        len: payload.len() as u64,
+        cap: u32::MAX as usize,
+    })?;
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(payload);
+    Ok(())
+}
+
 /// Writes one frame (prefix and payload). Payloads over `u32::MAX` bytes
 /// cannot be described by the prefix and fail with [`FrameError::TooLarge`].
 pub async fn write_frame<W>(writer: &mut W, payload: &[u8]) -> Result<(), FrameError>
@@ -126,6 +139,16 @@ mod tests {
         assert_eq!(frames[0], b"");
         assert_eq!(frames[1], b"a");
         assert_eq!(frames[2], vec![7u8; 100_000]);
+    }
+
+    #[tokio::test]
+    async fn appended_frames_read_back_one_by_one() {
+        let mut wire = Vec::new();
+        for payload in [&b"x"[..], b"", &[9u8; 5000]] {
+            append_frame(&mut wire, payload).unwrap();
+        }
+        let frames = read_all(&wire, DEFAULT_MAX_FRAME_LEN).await.unwrap();
+        assert_eq!(frames, [b"x".to_vec(), vec![], vec![9u8; 5000]]);
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::error::SendError;
-use super::framing::{FrameError, read_frame, write_frame};
+use super::framing::{FrameError, append_frame, read_frame};
 use super::queue::{PushError, SendQueue};
 use super::stats::{LinkCounters, LinkStats, TransportCounters};
 use crate::proto::ClusterId;
@@ -56,6 +56,15 @@ pub mod close_code {
 
 /// Longest close reason sent; the reason must fit in one packet.
 const MAX_REASON_LEN: usize = 256;
+
+/// Most payload bytes the writer takes from the queue for one stream
+/// write (a frame larger than this goes alone). One write per frame took
+/// the connection's lock and woke its driver for every frame, and left
+/// QUIC to packetize frames one by one.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+/// The reader's buffer over the stream.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Identifies one link for the life of its transport. Two links to the same
 /// peer (both sides dialed at once) have different ids, so events can be
@@ -371,35 +380,53 @@ impl Shared {
     }
 }
 
-/// Drains the queue into the link's uni stream until the connection closes
-/// or a write fails; a failed write closes the connection.
+/// Drains the queue into the link's uni stream, the frames waiting at
+/// that moment in one write, until the connection closes or a write
+/// fails; a failed write closes the connection.
 async fn write_loop(shared: Arc<Shared>) {
     let mut stream: Option<quinn::SendStream> = None;
+    let mut frames = Vec::new();
+    let mut buf = Vec::with_capacity(WRITE_BATCH_BYTES + 1024);
     loop {
-        let bytes = tokio::select! {
+        frames.clear();
+        tokio::select! {
             biased;
             _ = shared.conn.closed() => break,
-            bytes = shared.queue.pop() => bytes,
-        };
+            () = shared.queue.pop_batch(WRITE_BATCH_BYTES, &mut frames) => {}
+        }
         let out = match &mut stream {
             Some(s) => s,
             None => match shared.conn.open_uni().await {
                 Ok(s) => stream.insert(s),
                 Err(e) => {
                     shared.close(close_code::SEND_FAILED, &format!("cannot open stream: {e}"));
-                    // The frame in hand was queued but will never leave.
-                    shared.counters.unsent(1);
+                    // The frames in hand were queued but will never leave.
+                    shared.counters.unsent(frames.len());
                     break;
                 }
             },
         };
-        if let Err(e) = write_frame(out, &bytes).await {
+        buf.clear();
+        let mut sent = Vec::with_capacity(frames.len());
+        for f in &frames {
+            match append_frame(&mut buf, f) {
+                Ok(()) => sent.push(f.len()),
+                // `send` refuses frames over the cap, which is far below this.
+                Err(e) => {
+                    tracing::error!(error = %e, "frame too large for its prefix, not sent");
+                    shared.counters.unsent(1);
+                }
+            }
+        }
+        if let Err(e) = out.write_all(&buf).await {
             tracing::debug!(error = %e, "send failed, closing link");
             shared.close(close_code::SEND_FAILED, &format!("send failed: {e}"));
-            shared.counters.unsent(1);
+            shared.counters.unsent(sent.len());
             break;
         }
-        shared.counters.frame_out(bytes.len());
+        for len in sent {
+            shared.counters.frame_out(len);
+        }
     }
     let unsent = shared.queue.close();
     shared.counters.unsent(unsent);
@@ -412,7 +439,9 @@ async fn read_loop(shared: Arc<Shared>, events: mpsc::Sender<LinkEvent>) {
     let (link, peer, cap) = (shared.id, shared.peer, shared.ctx.frame_cap);
     let reason = 'streams: loop {
         let mut stream = match shared.conn.accept_uni().await {
-            Ok(stream) => stream,
+            // Buffered: a frame's prefix and payload are no longer two
+            // reads of the stream, each taking the connection's lock.
+            Ok(stream) => tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, stream),
             Err(e) => break shared.reason(&e),
         };
         loop {

@@ -125,6 +125,28 @@ impl SendQueue {
         }
     }
 
+    /// The most urgent queued frames, waiting for one if needed: the first
+    /// always, then more in priority order while their payloads total at
+    /// most `max_bytes`. Appended to `out`.
+    pub(crate) async fn pop_batch(&self, max_bytes: usize, out: &mut Vec<Vec<u8>>) {
+        let first = self.pop().await;
+        let mut total = first.len();
+        out.push(first);
+        let mut state = self.lock();
+        while let Some(class) = state.classes.iter_mut().find(|c| !c.is_empty()) {
+            let next_len = class.front().map_or(0, Vec::len);
+            if total + next_len > max_bytes {
+                break;
+            }
+            let Some(bytes) = class.pop_front() else {
+                break;
+            };
+            state.bytes -= bytes.len();
+            total += bytes.len();
+            out.push(bytes);
+        }
+    }
+
     /// Refuses further pushes and discards what is queued, returning how many
     /// frames were discarded (so the caller can count them).
     pub(crate) fn close(&self) -> usize {
@@ -157,6 +179,27 @@ mod tests {
             order.push(String::from_utf8(q.pop().await).unwrap());
         }
         assert_eq!(order, ["e1", "v1", "g1", "d1", "d2"]);
+    }
+
+    #[tokio::test]
+    async fn batches_take_frames_in_priority_order_up_to_the_byte_budget() {
+        let q = SendQueue::new(8, 1 << 20);
+        q.push(Priority::Data, vec![1; 40]).unwrap();
+        q.push(Priority::Data, vec![2; 40]).unwrap();
+        q.push(Priority::Votes, vec![3; 40]).unwrap();
+        q.push(Priority::Data, vec![4; 40]).unwrap();
+        let mut out = Vec::new();
+        q.pop_batch(100, &mut out).await;
+        let firsts: Vec<u8> = out.iter().map(|f| f[0]).collect();
+        assert_eq!(firsts, [3, 1], "the next frame would pass 100 bytes");
+        out.clear();
+        // The first frame goes even when it alone is over the budget.
+        q.pop_batch(10, &mut out).await;
+        assert_eq!(out.iter().map(|f| f[0]).collect::<Vec<_>>(), [2]);
+        out.clear();
+        q.pop_batch(1000, &mut out).await;
+        assert_eq!(out.iter().map(|f| f[0]).collect::<Vec<_>>(), [4]);
+        assert_eq!(q.close(), 0);
     }
 
     #[test]
