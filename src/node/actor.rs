@@ -690,6 +690,7 @@ impl Actor {
                 if matches!(
                     r.payload,
                     RoutedPayload::Data { .. }
+                        | RoutedPayload::DataBatch { .. }
                         | RoutedPayload::DataAck { .. }
                         | RoutedPayload::DataAcks { .. }
                 ) =>

@@ -21,8 +21,9 @@ use crate::proto::topology::routed::{Routed, RoutedError};
 
 /// The protocol version spoken by this build (2: heartbeats travel apart
 /// from records; 3: acks of a batch travel together,
-/// `RoutedPayload::DataAcks`). Peers must speak the same version.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// `RoutedPayload::DataAcks`; 4: so do the messages of a batch,
+/// `RoutedPayload::DataBatch`). Peers must speak the same version.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The largest encoded frame a node sends or accepts (1 MiB).
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Most entries in one digest.

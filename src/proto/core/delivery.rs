@@ -28,8 +28,9 @@ use crate::proto::delivery::{
     DestStatus, Envelope, Guarantee, MessageKey, Outbox, Send, Verdict,
 };
 use crate::proto::queue::QueueName;
+use crate::proto::topology::DataItem;
 use crate::proto::topology::RoutedPayload;
-use crate::proto::topology::payload::MAX_DATA_ACKS;
+use crate::proto::topology::payload::{DATA_BATCH_BYTES, MAX_DATA_ACKS, MAX_DATA_BATCH};
 
 use super::durable::{DataState, OutboxEntry, PendingDest};
 use super::routing::Delivery;
@@ -53,8 +54,19 @@ pub(super) struct DataPath {
     seqs: BTreeMap<(MessageKey, ClusterId), u64>,
     /// Acks owed, by origin, until the end of the input batch.
     acks: BTreeMap<ClusterId, Vec<u64>>,
+    /// Transmissions owed, by destination, until the end of the input
+    /// batch (or until a destination's batch is full).
+    sends: BTreeMap<ClusterId, OwedSends>,
     /// Counters for metrics.
     pub(super) counters: DataCounters,
+}
+
+/// Transmissions owed to one destination until the end of an input batch.
+#[derive(Debug, Default)]
+pub(super) struct OwedSends {
+    items: Vec<DataItem>,
+    /// Envelope bytes in `items`.
+    bytes: usize,
 }
 
 /// Counters of the data path.
@@ -82,6 +94,7 @@ impl Default for DataPath {
             next_seq: BTreeMap::new(),
             seqs: BTreeMap::new(),
             acks: BTreeMap::new(),
+            sends: BTreeMap::new(),
             counters: DataCounters::default(),
         }
     }
@@ -282,20 +295,41 @@ impl Core {
         self.send_data(sends, out);
     }
 
+    /// Owes the transmissions `sends`, to leave at the end of the input
+    /// batch, one frame per destination ([`Self::end_batch`]); a message
+    /// too large for a batch leaves at once, alone.
     fn send_data(&mut self, sends: Vec<Send>, out: &mut Vec<Output>) {
         for s in sends {
             let Some(&seq) = self.data.seqs.get(&(s.envelope.key, s.to)) else {
                 continue;
             };
-            self.originate(
-                s.to,
-                RoutedPayload::Data {
-                    seq,
-                    envelope: s.envelope.encode(),
-                },
-                out,
-            );
+            let envelope = s.envelope.encode();
+            if envelope.len() > DATA_BATCH_BYTES {
+                self.originate(s.to, RoutedPayload::Data { seq, envelope }, out);
+                continue;
+            }
+            let owed = self.data.sends.entry(s.to).or_default();
+            if owed.bytes + envelope.len() > DATA_BATCH_BYTES || owed.items.len() >= MAX_DATA_BATCH
+            {
+                let full = std::mem::take(owed);
+                self.send_batch(s.to, full, out);
+            }
+            let owed = self.data.sends.entry(s.to).or_default();
+            owed.bytes += envelope.len();
+            owed.items.push(DataItem { seq, envelope });
         }
+    }
+
+    fn send_batch(&mut self, to: ClusterId, mut owed: OwedSends, out: &mut Vec<Output>) {
+        let payload = match owed.items.len() {
+            0 => return,
+            1 => match owed.items.pop() {
+                Some(DataItem { seq, envelope }) => RoutedPayload::Data { seq, envelope },
+                None => return,
+            },
+            _ => RoutedPayload::DataBatch { items: owed.items },
+        };
+        self.originate(to, payload, out);
     }
 
     /// Once per tick: resend what is due.
@@ -370,6 +404,9 @@ impl Core {
     /// [`Core::handle_batched`]): after every hand-off and dedup write of
     /// the batch, which is always safe.
     pub fn end_batch(&mut self, out: &mut Vec<Output>) {
+        for (to, owed) in std::mem::take(&mut self.data.sends) {
+            self.send_batch(to, owed, out);
+        }
         if self.data.acks.is_empty() {
             return;
         }
@@ -498,6 +535,7 @@ mod tests {
                         && matches!(
                             r.payload,
                             RoutedPayload::Data { .. }
+                                | RoutedPayload::DataBatch { .. }
                                 | RoutedPayload::DataAck { .. }
                                 | RoutedPayload::DataAcks { .. }
                         )
@@ -526,36 +564,118 @@ mod tests {
         got
     }
 
-    #[test]
-    fn the_acks_of_a_batch_leave_in_one_frame_and_settle_the_outbox() {
+    /// Two connected cores, the second subscribed to `t.#` and known to
+    /// the first as subscribed.
+    fn subscribed_pair(net: &TestNet, rng: &mut StdRng) -> (Vec<Core>, Millis) {
         use crate::proto::core::tests::connect;
-        use crate::proto::wire::Frame;
-        let net = TestNet::new(4, &[1, 1]);
         let mut cores: Vec<Core> = (0..2)
-            .map(|i| crate::proto::core::tests::core(&net, i, vec![]))
+            .map(|i| crate::proto::core::tests::core(net, i, vec![]))
             .collect();
         connect(&mut cores, Millis(0), 0, 1);
-        let mut rng = StdRng::seed_from_u64(1);
         let mut now = Millis(0);
         let outs = cores[1].handle(now, Input::Command(Command::Subscribe("t.#".into())));
-        lossy_pump(&mut cores, now, 1, outs, 0.0, &mut rng, &mut 0);
+        lossy_pump(&mut cores, now, 1, outs, 0.0, rng, &mut 0);
         for _ in 0..20 {
             now = now + std::time::Duration::from_millis(200);
             for i in 0..2 {
                 let outs = cores[i].handle(now, Input::Timer(TimerId::Tick));
-                lossy_pump(&mut cores, now, i, outs, 0.0, &mut rng, &mut 0);
+                lossy_pump(&mut cores, now, i, outs, 0.0, rng, &mut 0);
             }
         }
+        (cores, now)
+    }
+
+    fn publish_at_least_once(payload: Vec<u8>) -> Input {
+        Input::Command(Command::Publish {
+            topic: "t.x".into(),
+            guarantee: Guarantee::AtLeastOnce,
+            payload,
+        })
+    }
+
+    #[test]
+    fn the_messages_of_a_batch_leave_in_one_frame_each_delivered_once() {
+        use crate::proto::wire::Frame;
+        let net = TestNet::new(4, &[1, 1]);
+        let mut rng = StdRng::seed_from_u64(2);
+        let (mut cores, now) = subscribed_pair(&net, &mut rng);
+        let mut out = Vec::new();
+        // 1 KiB messages: 60 of them pass the batch's byte budget once.
+        for n in 0..60u8 {
+            cores[0].handle_batched(now, publish_at_least_once(vec![n; 1024]), &mut out);
+        }
+        let sent = |out: &[Output]| {
+            out.iter()
+                .filter(|o| matches!(o, Output::Send { .. }))
+                .count()
+        };
+        assert_eq!(sent(&out), 1, "a full batch leaves at once, the rest waits");
+        cores[0].end_batch(&mut out);
+        let frames: Vec<Frame> = out
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { frame, .. } => Some(frame),
+                _ => None,
+            })
+            .collect();
+        let sizes: Vec<usize> = frames
+            .iter()
+            .map(|f| match f {
+                Frame::Routed(r) => match &r.payload {
+                    RoutedPayload::DataBatch { items } => items.len(),
+                    RoutedPayload::Data { .. } => 1,
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 60);
+        assert_eq!(
+            sizes.len(),
+            2,
+            "two batches under the byte budget: {sizes:?}"
+        );
+        assert!(frames.iter().all(|f| crate::proto::wire::encode(f).is_ok()));
+        let from = cores[0].id();
+        let mut got = Vec::new();
+        for frame in frames {
+            // Twice: the second copy is a duplicate, acknowledged again.
+            for _ in 0..2 {
+                let outs = cores[1].handle(
+                    now,
+                    Input::Frame {
+                        from,
+                        frame: frame.clone(),
+                    },
+                );
+                got.extend(deliveries(&outs).into_iter().cloned());
+                lossy_pump(&mut cores, now, 1, outs, 0.0, &mut rng, &mut 0);
+            }
+        }
+        let payloads: Vec<u8> = got
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Message(e) => e.payload.first().copied(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            payloads,
+            (0..60u8).collect::<Vec<_>>(),
+            "each once, in order"
+        );
+        assert_eq!(cores[0].outbox_depth(), 0, "every message acknowledged");
+    }
+
+    #[test]
+    fn the_acks_of_a_batch_leave_in_one_frame_and_settle_the_outbox() {
+        use crate::proto::wire::Frame;
+        let net = TestNet::new(4, &[1, 1]);
+        let mut rng = StdRng::seed_from_u64(1);
+        let (mut cores, now) = subscribed_pair(&net, &mut rng);
         let mut data = Vec::new();
         for n in 0..10u8 {
-            let outs = cores[0].handle(
-                now,
-                Input::Command(Command::Publish {
-                    topic: "t.x".into(),
-                    guarantee: Guarantee::AtLeastOnce,
-                    payload: vec![n],
-                }),
-            );
+            let outs = cores[0].handle(now, publish_at_least_once(vec![n]));
             data.extend(outs.into_iter().filter_map(|o| match o {
                 Output::Send { frame, .. } => Some(frame),
                 _ => None,

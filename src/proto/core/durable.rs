@@ -154,6 +154,7 @@ mod tests {
                         && matches!(
                             r.payload,
                             RoutedPayload::Data { .. }
+                                | RoutedPayload::DataBatch { .. }
                                 | RoutedPayload::DataAck { .. }
                                 | RoutedPayload::DataAcks { .. }
                         )

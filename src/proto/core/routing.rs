@@ -296,6 +296,11 @@ impl Core {
                 self.originate(origin, RoutedPayload::ProbeAck { id, path }, out);
             }
             RoutedPayload::Data { seq, envelope } => self.on_data(origin, seq, envelope, out),
+            RoutedPayload::DataBatch { items } => {
+                for item in items {
+                    self.on_data(origin, item.seq, item.envelope, out);
+                }
+            }
             p @ (RoutedPayload::QuorumProposal { .. }
             | RoutedPayload::QuorumVotes { .. }
             | RoutedPayload::QuorumBatch { .. }

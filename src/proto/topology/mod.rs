@@ -24,7 +24,7 @@ pub mod state;
 
 pub use dijkstra::{Route, RouteTable, shortest_paths};
 pub use graph::{LinkGraph, SUSPECT_PENALTY_MICROS};
-pub use payload::RoutedPayload;
+pub use payload::{DataItem, RoutedPayload};
 pub use policy::LinkPolicy;
 pub use routed::{Decision, DropReason, Routed, decide};
 pub use state::Routing;

@@ -87,7 +87,34 @@ pub enum RoutedPayload {
         /// The acknowledged message ids.
         ids: Vec<u64>,
     },
+    /// Several [`RoutedPayload::Data`] for one destination in one frame
+    /// (at most [`MAX_DATA_BATCH`]): the acknowledged messages one input
+    /// batch sends there, so a busy stream costs one routed frame (one
+    /// header, one queue slot, one decode) per batch rather than per message.
+    DataBatch {
+        /// The messages, in the order they were sent.
+        items: Vec<DataItem>,
+    },
 }
+
+/// One message of a [`RoutedPayload::DataBatch`], as in [`RoutedPayload::Data`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataItem {
+    /// Per (origin, destination) sequence number (never 0 here).
+    pub seq: u64,
+    /// The canonical envelope (`Envelope::encode`).
+    #[serde(with = "serde_bytes")]
+    pub envelope: Vec<u8>,
+}
+
+/// Most messages in one [`RoutedPayload::DataBatch`].
+pub const MAX_DATA_BATCH: usize = 1024;
+
+/// Envelope bytes a sender puts in one [`RoutedPayload::DataBatch`] at
+/// most (a larger message travels alone, as [`RoutedPayload::Data`]): far
+/// below the smallest frame cap a link accepts, and small enough that a
+/// batch does not hold a link's queue for long.
+pub const DATA_BATCH_BYTES: usize = 48 * 1024;
 
 /// Most ids in one [`RoutedPayload::DataAcks`].
 pub const MAX_DATA_ACKS: usize = 4096;
@@ -117,6 +144,9 @@ pub enum PayloadError {
     /// A [`RoutedPayload::DataAcks`] lists more than [`MAX_DATA_ACKS`] ids.
     #[error("{0} acks in one frame exceed the {MAX_DATA_ACKS} limit")]
     TooManyAcks(usize),
+    /// A [`RoutedPayload::DataBatch`] holds more than [`MAX_DATA_BATCH`] messages.
+    #[error("{0} messages in one frame exceed the {MAX_DATA_BATCH} limit")]
+    TooManyItems(usize),
     /// An ack lists a path longer than the hop budget cap.
     #[error("ack path of {0} hops exceeds the hop budget cap")]
     PathTooLong(usize),
@@ -139,6 +169,15 @@ impl RoutedPayload {
             }
             RoutedPayload::Data { envelope, .. } if envelope.len() > MAX_DATA_ENVELOPE => {
                 Err(PayloadError::EnvelopeTooLong(envelope.len()))
+            }
+            RoutedPayload::DataBatch { items } if items.len() > MAX_DATA_BATCH => {
+                Err(PayloadError::TooManyItems(items.len()))
+            }
+            RoutedPayload::DataBatch { items } => {
+                match items.iter().find(|i| i.envelope.len() > MAX_DATA_ENVELOPE) {
+                    Some(i) => Err(PayloadError::EnvelopeTooLong(i.envelope.len())),
+                    None => Ok(()),
+                }
             }
             RoutedPayload::QuorumProposal { envelope, .. }
                 if envelope.len() > MAX_DATA_ENVELOPE =>
@@ -177,6 +216,7 @@ impl RoutedPayload {
             RoutedPayload::Data { .. } => "data",
             RoutedPayload::DataAck { .. } => "data_ack",
             RoutedPayload::DataAcks { .. } => "data_acks",
+            RoutedPayload::DataBatch { .. } => "data_batch",
             RoutedPayload::QuorumProposal { .. } => "quorum_proposal",
             RoutedPayload::QuorumVotes { .. } => "quorum_votes",
             RoutedPayload::QuorumBatch { .. } => "quorum_batch",
@@ -196,6 +236,35 @@ mod tests {
         _Probe,
         _ProbeAck,
         Data { seq: u64, envelope: Vec<u8> },
+    }
+
+    #[test]
+    fn data_batches_are_bounded_in_count_and_envelope_size() {
+        let item = |len: usize| DataItem {
+            seq: 1,
+            envelope: vec![0; len],
+        };
+        let ok = RoutedPayload::DataBatch {
+            items: vec![item(10); MAX_DATA_BATCH],
+        };
+        assert_eq!(ok.check_bounds(), Ok(()));
+        let back: RoutedPayload =
+            postcard::from_bytes(&postcard::to_allocvec(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
+        let many = RoutedPayload::DataBatch {
+            items: vec![item(1); MAX_DATA_BATCH + 1],
+        };
+        assert_eq!(
+            many.check_bounds(),
+            Err(PayloadError::TooManyItems(MAX_DATA_BATCH + 1))
+        );
+        let big = RoutedPayload::DataBatch {
+            items: vec![item(1), item(MAX_DATA_ENVELOPE + 1)],
+        };
+        assert_eq!(
+            big.check_bounds(),
+            Err(PayloadError::EnvelopeTooLong(MAX_DATA_ENVELOPE + 1))
+        );
     }
 
     #[test]
