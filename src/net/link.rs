@@ -407,25 +407,23 @@ async fn write_loop(shared: Arc<Shared>) {
             },
         };
         buf.clear();
-        let mut sent = Vec::with_capacity(frames.len());
-        for f in &frames {
-            match append_frame(&mut buf, f) {
-                Ok(()) => sent.push(f.len()),
-                // `send` refuses frames over the cap, which is far below this.
-                Err(e) => {
-                    tracing::error!(error = %e, "frame too large for its prefix, not sent");
-                    shared.counters.unsent(1);
-                }
+        frames.retain(|f| match append_frame(&mut buf, f) {
+            Ok(()) => true,
+            // `send` refuses frames over the cap, which is far below this.
+            Err(e) => {
+                tracing::error!(error = %e, "frame too large for its prefix, not sent");
+                shared.counters.unsent(1);
+                false
             }
-        }
+        });
         if let Err(e) = out.write_all(&buf).await {
             tracing::debug!(error = %e, "send failed, closing link");
             shared.close(close_code::SEND_FAILED, &format!("send failed: {e}"));
-            shared.counters.unsent(sent.len());
+            shared.counters.unsent(frames.len());
             break;
         }
-        for len in sent {
-            shared.counters.frame_out(len);
+        for f in &frames {
+            shared.counters.frame_out(f.len());
         }
     }
     let unsent = shared.queue.close();

@@ -7,7 +7,8 @@
 //! acknowledgement and one per changed dedup window, with one `write` and
 //! one `fdatasync`. A commit of acks alone skips the `fdatasync` (the next
 //! one covers it): nothing waits for an ack to be durable, and an ack lost
-//! in a crash only brings a retransmission that the receiver recognises. This replaced redb tables: a redb transaction copies
+//! in a crash only brings a retransmission that the receiver recognises.
+//! This replaced redb tables: a redb transaction copies
 //! and checksums B-tree pages for every 1 KiB message it inserts and again
 //! when it deletes it, about 17 µs of the commit thread per message, and
 //! even a one-row commit took 0.4–4 ms here against 0.3–1 ms for a small
@@ -107,7 +108,7 @@ pub struct OutboxLog {
 
 /// Whether an append is synced before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sync {
+enum SyncWhen {
     Now,
     /// Left to the next sync (or to the kernel's writeback).
     Later,
@@ -239,9 +240,9 @@ impl OutboxLog {
         // `DeliveryWrites::holds_outputs`): a batch of acks alone is written
         // without a sync, and the next sync makes it durable.
         let sync = if adds.is_empty() && ahead.is_empty() && !wrote_dedup {
-            Sync::Later
+            SyncWhen::Later
         } else {
-            Sync::Now
+            SyncWhen::Now
         };
         let result = self.write_active(&buf, sync);
         self.buf = buf;
@@ -252,14 +253,14 @@ impl OutboxLog {
     /// Appends `bytes` to the newest segment, synced now or left to a
     /// later sync; any failure poisons the log (the memory state may be
     /// ahead of the disk).
-    fn write_active(&mut self, bytes: &[u8], sync: Sync) -> Result<(), DeliveryStoreError> {
+    fn write_active(&mut self, bytes: &[u8], sync: SyncWhen) -> Result<(), DeliveryStoreError> {
         if bytes.is_empty() {
             return Ok(());
         }
         let path = segment_path(&self.dir, self.active);
         let mut r = self.file.write_all(bytes);
         self.unsynced = true;
-        if sync == Sync::Now {
+        if sync == SyncWhen::Now {
             r = r.and_then(|()| self.sync_active());
         }
         if let Err(e) = r {
@@ -425,7 +426,7 @@ impl OutboxLog {
             });
             moved.push((key, offset, len));
         }
-        self.write_active(&buf, Sync::Now)?;
+        self.write_active(&buf, SyncWhen::Now)?;
         for (key, offset, len) in moved {
             if let Some(l) = self.live.get_mut(&key) {
                 l.segment = self.active;
