@@ -1,10 +1,14 @@
 //! AT_LEAST_ONCE throughput of 1 KiB messages between two clusters over
 //! QUIC on loopback, beside the raw baseline measured in the same run.
 //!
-//! - raw: two `fedmesh::net::Transport`s (the same QUIC, TLS and
-//!   length-prefixed framing the nodes use), one link, N frames of the same
-//!   size as an encoded 1 KiB message, counted at the receiver; no
-//!   protocol, no storage;
+//! - raw quinn (the baseline the target is set against): two plain quinn
+//!   endpoints with default transport parameters and the nodes' TLS, one
+//!   uni stream, one `write_all` per message of the size of an encoded
+//!   1 KiB message, read back one by one; no framing, protocol or storage;
+//! - fedmesh::net link (a second reference): two `fedmesh::net::Transport`s
+//!   (the QUIC, TLS and length-prefixed framing the nodes use, whose writer
+//!   gathers queued frames into one stream write), one link, N frames of
+//!   that size, counted at the receiver; no protocol, no storage;
 //! - fedmesh: node A publishes N AT_LEAST_ONCE messages to node B's
 //!   subscription; the clock stops when B's subscriber has received all N
 //!   from its reliable inbox (`Node::start_with_inbox`) and A's outbox is
@@ -20,8 +24,10 @@
 //!
 //! Run: `cargo run --release --example alo_throughput` (`MSGS=N`, default
 //! 20000; `WINDOW=W` unacknowledged messages at most, default 600;
-//! `ALO_ONLY=1` runs the fedmesh side alone, for profiling; `RAW_ONLY=1`
-//! the raw side alone).
+//! `ANSWERED=1` publishes through `publish_with`, awaiting each answer,
+//! up to the window at once; `ALO_ONLY=1` runs the fedmesh side alone, for
+//! profiling; `RAW_ONLY=1`
+//! the two raw sides alone).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +39,7 @@ use fedmesh::config::SeedAddr;
 use fedmesh::net::{LinkEvent, Priority, Transport, TransportOptions};
 use fedmesh::node::{Node, NodeHandle, NodeOptions};
 use fedmesh::proto::ClusterId;
-use fedmesh::proto::core::Delivery;
+use fedmesh::proto::core::{Delivery, PublishOptions};
 use fedmesh::proto::delivery::Guarantee;
 use fedmesh::store::keys::load_tls_material;
 use fedmesh::testkit::figures::{print_header, print_row};
@@ -53,8 +59,62 @@ fn setup(root: &Path) -> anyhow::Result<Vec<ClusterId>> {
     Ok(write_cluster_files(root, &members, "alo-bench")?.0)
 }
 
+/// The process's CPU time (user + system, all threads) in seconds, from
+/// `/proc/self/stat` (Linux; `None` elsewhere). Clock ticks are taken as
+/// 100 per second, the value on every Linux platform Rust supports.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces), from `state`.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// A measured rate: messages per second, and the process's CPU time per
+/// message over the same interval (both sides together: they share it).
+#[derive(Clone, Copy)]
+struct Rate {
+    per_sec: f64,
+    cpu_us: Option<f64>,
+}
+
+/// Wall and CPU time since a start.
+struct Clock {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            wall: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+
+    /// The rate of `n` messages since the start.
+    fn rate(&self, n: u64) -> Rate {
+        let cpu = cpu_seconds().zip(self.cpu).map(|(b, a)| b - a);
+        Rate {
+            per_sec: n as f64 / self.wall.elapsed().as_secs_f64(),
+            cpu_us: cpu.map(|c| c * 1e6 / n as f64),
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} msgs/s", self.per_sec)?;
+        if let Some(c) = self.cpu_us {
+            write!(f, ", {c:.1} µs CPU/msg")?;
+        }
+        Ok(())
+    }
+}
+
 /// Raw frames of `len` bytes from one transport to the other; msgs/s.
-async fn raw(root: &Path, n: u64, len: usize) -> anyhow::Result<f64> {
+async fn raw(root: &Path, n: u64, len: usize) -> anyhow::Result<Rate> {
     let material = |i: usize| {
         load_tls_material(
             &root.join(format!("certs/n{i}.crt")),
@@ -93,7 +153,7 @@ async fn raw(root: &Path, n: u64, len: usize) -> anyhow::Result<f64> {
             }
         })
     };
-    let t = Instant::now();
+    let clock = Clock::start();
     let mut sent = 0;
     while sent < n {
         // The link's queue is bounded and never waits: back off while full.
@@ -105,9 +165,60 @@ async fn raw(root: &Path, n: u64, len: usize) -> anyhow::Result<f64> {
     tokio::time::timeout(Duration::from_secs(120), counter)
         .await
         .context("raw receiver timed out")??;
-    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let rate = clock.rate(n);
     a.close();
     b.close();
+    Ok(rate)
+}
+
+/// Raw quinn: one uni stream between two plain quinn endpoints (default
+/// transport parameters, the same TLS as the nodes), one `write_all` per
+/// message of `len` bytes, the receiver reading them back one by one;
+/// msgs/s. The baseline the issue names: what a quinn user sending
+/// messages of this size gets.
+async fn raw_quinn(root: &Path, n: u64, len: usize) -> anyhow::Result<Rate> {
+    use fedmesh::net::tls::{SERVER_NAME, client_crypto, server_crypto};
+    let material = |i: usize| {
+        load_tls_material(
+            &root.join(format!("certs/n{i}.crt")),
+            &root.join(format!("certs/n{i}.key")),
+        )
+    };
+    let server = quinn::ServerConfig::with_crypto(server_crypto(&material(1)?)?);
+    let b = quinn::Endpoint::server(server, "127.0.0.1:0".parse()?)?;
+    let mut a = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    a.set_default_client_config(quinn::ClientConfig::new(client_crypto(
+        &material(0)?,
+        None,
+    )?));
+    let b_addr = b.local_addr()?;
+    let receiver = tokio::spawn({
+        let b = b.clone();
+        async move {
+            let conn = b.accept().await.context("no connection")?.await?;
+            let mut stream = conn.accept_uni().await?;
+            let mut buf = vec![0u8; len];
+            for _ in 0..n {
+                stream.read_exact(&mut buf).await?;
+            }
+            anyhow::Ok(conn)
+        }
+    });
+    let conn = a.connect(b_addr, SERVER_NAME)?.await?;
+    let mut stream = conn.open_uni().await?;
+    let message = vec![7u8; len];
+    let clock = Clock::start();
+    for _ in 0..n {
+        stream.write_all(&message).await?;
+    }
+    let inbound = tokio::time::timeout(Duration::from_secs(120), receiver)
+        .await
+        .context("raw quinn receiver timed out")???;
+    let rate = clock.rate(n);
+    inbound.close(0u32.into(), b"done");
+    conn.close(0u32.into(), b"done");
+    a.wait_idle().await;
+    b.wait_idle().await;
     Ok(rate)
 }
 
@@ -139,13 +250,15 @@ fn quantile(v: &[u64], q: f64) -> u64 {
 /// What one AT_LEAST_ONCE run measured.
 struct AloRun {
     /// Messages per second, until the outbox is empty.
-    rate: f64,
+    rate: Rate,
     /// Publish-to-subscriber latency, sorted, in µs.
     latencies: Vec<u64>,
 }
 
-/// AT_LEAST_ONCE messages from A to B.
-async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<AloRun> {
+/// AT_LEAST_ONCE messages from A to B, published with `publish` (handed to
+/// the node), or with `answered` through `publish_with`, up to `window` of
+/// them awaiting the node's answer (given once the message is durable).
+async fn alo(root: &Path, n: u64, window: u64, answered: bool) -> anyhow::Result<AloRun> {
     let a = start(root, 0, None).await?;
     let b = start(
         root,
@@ -179,6 +292,7 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<AloRun> {
     while inbox.try_recv().is_ok() {}
     let received = Arc::new(AtomicU64::new(0));
     let t = Instant::now();
+    let clock = Clock::start();
     let consumer = {
         let received = received.clone();
         tokio::spawn(async move {
@@ -201,6 +315,9 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<AloRun> {
         })
     };
     let mut payload = vec![7u8; PAYLOAD];
+    let a = Arc::new(a);
+    // Publishes awaiting the node's answer (`ANSWERED=1`).
+    let mut answers = tokio::task::JoinSet::new();
     for sent in 0..n {
         // Application-level flow control: at most `window` unacknowledged.
         while sent.saturating_sub(received.load(Ordering::Relaxed)) >= window {
@@ -209,13 +326,31 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<AloRun> {
         // Each message carries its publish time (taken after any wait for
         // the window): the consumer measures publish-to-subscriber latency.
         payload[..8].copy_from_slice(&micros_since(t).to_be_bytes());
-        if !a
+        if answered {
+            while answers.len() as u64 >= window {
+                answers.join_next().await.context("no publish")???;
+            }
+            let (a, payload) = (a.clone(), payload.clone());
+            answers.spawn(async move {
+                a.publish_with(
+                    "bench.data",
+                    Guarantee::AtLeastOnce,
+                    payload,
+                    PublishOptions::default(),
+                )
+                .await
+            });
+        } else if !a
             .publish("bench.data", Guarantee::AtLeastOnce, payload.clone())
             .await
         {
             bail!("A stopped");
         }
     }
+    while let Some(answer) = answers.join_next().await {
+        answer??;
+    }
+    let a = Arc::into_inner(a).context("A is still shared")?;
     let latencies = tokio::time::timeout(Duration::from_secs(300), consumer)
         .await
         .context("fedmesh receiver timed out")??;
@@ -225,7 +360,7 @@ async fn alo(root: &Path, n: u64, window: u64) -> anyhow::Result<AloRun> {
         }
         tokio::time::sleep(Duration::from_micros(200)).await; // poll interval
     }
-    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let rate = clock.rate(n);
     a.shutdown().await;
     b.shutdown().await;
     Ok(AloRun { rate, latencies })
@@ -276,6 +411,7 @@ fn commit_cost(root: &Path, n: u64, batch: u64) -> anyhow::Result<f64> {
 async fn main() -> anyhow::Result<()> {
     let n = env("MSGS", 20_000);
     let window = env("WINDOW", 600);
+    let answered = std::env::var_os("ANSWERED").is_some();
     let dir = tempfile::tempdir()?;
     setup(dir.path())?;
     // An encoded 1 KiB AT_LEAST_ONCE message is about this long on the wire
@@ -283,9 +419,9 @@ async fn main() -> anyhow::Result<()> {
     let frame_len = PAYLOAD + 120;
     if std::env::var_os("ALO_ONLY").is_some() {
         // For profiling the node's data path alone.
-        let run = alo(dir.path(), n, window).await?;
+        let run = alo(dir.path(), n, window, answered).await?;
         println!(
-            "AT_LEAST_ONCE: {:.0} msgs/s, latency p50 {} us, p99 {} us",
+            "AT_LEAST_ONCE: {}, latency p50 {} us, p99 {} us",
             run.rate,
             quantile(&run.latencies, 0.5),
             quantile(&run.latencies, 0.99)
@@ -293,25 +429,30 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if std::env::var_os("RAW_ONLY").is_some() {
-        println!("raw: {:.0} msgs/s", raw(dir.path(), n, frame_len).await?);
+        println!("raw quinn: {}", raw_quinn(dir.path(), n, frame_len).await?);
+        println!("fedmesh::net: {}", raw(dir.path(), n, frame_len).await?);
         return Ok(());
     }
-    let raw_rate = raw(dir.path(), n, frame_len).await?;
-    let run = alo(dir.path(), n, window).await?;
-    let alo_rate = run.rate;
-    let mb = |r: f64| r * PAYLOAD as f64 / 1e6;
+    let quinn = raw_quinn(dir.path(), n, frame_len).await?;
+    let net = raw(dir.path(), n, frame_len).await?;
+    let run = alo(dir.path(), n, window, answered).await?;
+    let alo = run.rate;
+    let mb = |r: Rate| r.per_sec * PAYLOAD as f64 / 1e6;
+    let pct = |r: Rate| 100.0 * alo.per_sec / r.per_sec;
     println!("messages: {n} x {PAYLOAD} B payload, window {window}");
     println!(
-        "raw quinn stream (fedmesh::net, {frame_len} B frames): {raw_rate:>9.0} msgs/s {:>7.1} MB/s",
-        mb(raw_rate)
+        "raw quinn stream ({frame_len} B writes): {quinn}, {:.1} MB/s",
+        mb(quinn)
     );
     println!(
-        "AT_LEAST_ONCE (durable, acked):          {alo_rate:>9.0} msgs/s {:>7.1} MB/s",
-        mb(alo_rate)
+        "fedmesh::net link ({frame_len} B frames): {net}, {:.1} MB/s",
+        mb(net)
     );
+    println!("AT_LEAST_ONCE (durable, acked): {alo}, {:.1} MB/s", mb(alo));
     println!(
-        "ratio AT_LEAST_ONCE / raw: {:.1} %",
-        100.0 * alo_rate / raw_rate
+        "ratio AT_LEAST_ONCE / raw quinn: {:.1} %; / fedmesh::net link: {:.1} %",
+        pct(quinn),
+        pct(net)
     );
     println!(
         "publish-to-subscriber latency at this load: p50 {} us, p99 {} us (window {window} / rate)",
@@ -327,13 +468,20 @@ async fn main() -> anyhow::Result<()> {
     print_header();
     print_row(
         &format!("AT_LEAST_ONCE throughput, 1 KiB, 2 clusters, window {window}"),
-        &format!("{alo_rate:.0} msgs/s ({:.1} MB/s)", mb(alo_rate)),
+        &format!("{alo} ({:.1} MB/s)", mb(alo)),
         &format!(
-            "{raw_rate:.0} msgs/s raw quinn stream, {frame_len} B frames ({:.1} MB/s)",
-            mb(raw_rate)
+            "raw quinn stream, one write per {frame_len} B message: {quinn} ({:.1} MB/s)",
+            mb(quinn)
         ),
-        &format!("{:.1} %", 100.0 * alo_rate / raw_rate),
+        &format!("{:.1} %", pct(quinn)),
         "≥ 50 %",
+    );
+    print_row(
+        "AT_LEAST_ONCE beside fedmesh's own link (batched writes)",
+        &format!("{alo}"),
+        &format!("fedmesh::net link, {frame_len} B frames: {net}"),
+        &format!("{:.1} %", pct(net)),
+        "",
     );
     print_row(
         "durable outbox entry, group commit of 256",

@@ -194,7 +194,9 @@ impl Actor {
                 }
                 req = self.requests.recv() => {
                     let next = match req {
-                        Some(Request::Command(c)) => self.commands(c).await,
+                        Some(r @ (Request::Command(_) | Request::Publish(..))) => {
+                            self.commands(r).await
+                        }
                         other => other.map(Some),
                     };
                     if let Some(req) = next
@@ -207,23 +209,30 @@ impl Actor {
         }
     }
 
-    /// Feeds `first` and the commands queued behind it with one flush;
-    /// returns a queued request that is not a command, if it stopped there
-    /// (`Some(None)`: the handle is gone).
-    async fn commands(&mut self, first: Command) -> Option<Option<Request>> {
+    /// Feeds `first` and the commands and publishes queued behind it with
+    /// one flush (so the messages of a burst of publishes share one commit
+    /// and leave as one data batch per destination); returns a queued
+    /// request of another kind, if it stopped there (`Some(None)`: the
+    /// handle is gone).
+    async fn commands(&mut self, first: Request) -> Option<Option<Request>> {
         self.batching = true;
-        self.input(Input::Command(first)).await;
+        let mut next = Some(first);
         let mut rest = None;
-        for _ in 1..MAX_BATCH {
+        for _ in 0..MAX_BATCH {
+            match next.take() {
+                Some(Request::Command(c)) => self.input(Input::Command(c)).await,
+                Some(Request::Publish(c, reply)) => self.publish(c, reply).await,
+                Some(other) => {
+                    rest = Some(Some(other));
+                    break;
+                }
+                None => {}
+            }
             if self.staged_link_change {
                 break;
             }
             match self.requests.try_recv() {
-                Ok(Request::Command(c)) => self.input(Input::Command(c)).await,
-                Ok(other) => {
-                    rest = Some(Some(other));
-                    break;
-                }
+                Ok(req) => next = Some(req),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     rest = Some(None);
@@ -231,9 +240,22 @@ impl Actor {
                 }
             }
         }
+        // A request taken but not fed (the batch is full) goes next.
+        if let Some(req) = next {
+            rest = Some(Some(req));
+        }
         self.batching = false;
         self.flush().await;
         rest
+    }
+
+    /// Feeds a publish command and stages its answer, given in order once
+    /// the outbox entry is durable. Call while batching.
+    async fn publish(&mut self, c: Command, reply: oneshot::Sender<Delivery>) {
+        let from = self.staged.len();
+        self.input(Input::Command(c)).await;
+        let answer = publish_answer(&self.staged[from..]);
+        self.staged.push(Step::Answer(reply, answer));
     }
 
     /// Handles one request (`None`: the handle is gone); true to stop.
@@ -265,11 +287,7 @@ impl Actor {
             }
             Some(Request::Publish(c, reply)) => {
                 self.batching = true;
-                let from = self.staged.len();
-                self.input(Input::Command(c)).await;
-                let answer = publish_answer(&self.staged[from..]);
-                // Answered in order, once the outbox entry is durable.
-                self.staged.push(Step::Answer(reply, answer));
+                self.publish(c, reply).await;
                 self.batching = false;
                 self.flush().await;
                 return false;

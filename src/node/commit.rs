@@ -230,6 +230,12 @@ pub fn tell(step: Step, deliveries: &broadcast::Sender<Delivery>) {
     match step {
         Step::Message(e, handoff) => {
             if let Handoff::Reserved(permit) = handoff {
+                if deliveries.receiver_count() == 0 {
+                    // No observer: the subscriber's copy is the only one
+                    // (saves a copy of the payload per message).
+                    permit.send(e);
+                    return;
+                }
                 permit.send(e.clone());
             }
             let _ = deliveries.send(Delivery::Message(e));
