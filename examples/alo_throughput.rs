@@ -253,6 +253,8 @@ struct AloRun {
     rate: Rate,
     /// Publish-to-subscriber latency, sorted, in µs.
     latencies: Vec<u64>,
+    /// Retransmissions by A (timeouts before an ack came).
+    retries: u64,
 }
 
 /// AT_LEAST_ONCE messages from A to B, published with `publish` (handed to
@@ -361,9 +363,26 @@ async fn alo(root: &Path, n: u64, window: u64, answered: bool) -> anyhow::Result
         tokio::time::sleep(Duration::from_micros(200)).await; // poll interval
     }
     let rate = clock.rate(n);
+    // The status is refreshed on the node's tick: wait for one that has
+    // seen the outbox drain, for the retry count that goes with it.
+    let mut status = a.watch_status();
+    let settled = tokio::time::timeout(Duration::from_secs(5), async {
+        while status.borrow_and_update().delivery.outbox_depth > 0 {
+            if status.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    settled.context("A's status never showed the outbox drained")?;
+    let retries = status.borrow().delivery.retries;
     a.shutdown().await;
     b.shutdown().await;
-    Ok(AloRun { rate, latencies })
+    Ok(AloRun {
+        rate,
+        latencies,
+        retries,
+    })
 }
 
 /// Microseconds per message persisting `n` outbox entries in commits of `batch`.
@@ -421,10 +440,11 @@ async fn main() -> anyhow::Result<()> {
         // For profiling the node's data path alone.
         let run = alo(dir.path(), n, window, answered).await?;
         println!(
-            "AT_LEAST_ONCE: {}, latency p50 {} us, p99 {} us",
+            "AT_LEAST_ONCE: {}, latency p50 {} us, p99 {} us, {} retries",
             run.rate,
             quantile(&run.latencies, 0.5),
-            quantile(&run.latencies, 0.99)
+            quantile(&run.latencies, 0.99),
+            run.retries
         );
         return Ok(());
     }
@@ -455,9 +475,10 @@ async fn main() -> anyhow::Result<()> {
         pct(net)
     );
     println!(
-        "publish-to-subscriber latency at this load: p50 {} us, p99 {} us (window {window} / rate)",
+        "publish-to-subscriber latency at this load: p50 {} us, p99 {} us (window {window} / rate); {} retransmissions",
         quantile(&run.latencies, 0.5),
-        quantile(&run.latencies, 0.99)
+        quantile(&run.latencies, 0.99),
+        run.retries
     );
     let single = commit_cost(dir.path(), 2_000, 1)?;
     let grouped = commit_cost(dir.path(), 2_000, 256)?;
