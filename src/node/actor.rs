@@ -681,6 +681,7 @@ impl Actor {
                     | Persist::NextMessageId(_)
                     | Persist::NextSeq { .. }
                     | Persist::DedupWindow { .. }
+                    | Persist::CausalClock { .. }
                     | Persist::QuorumVotes(_),
                 ) => {}
             }

@@ -489,7 +489,8 @@ impl Sim {
                 | Persist::OutboxAck { .. }
                 | Persist::NextMessageId(_)
                 | Persist::NextSeq { .. }
-                | Persist::DedupWindow { .. },
+                | Persist::DedupWindow { .. }
+                | Persist::CausalClock { .. },
             ) => {}
         }
     }

@@ -1,8 +1,9 @@
 //! The data path's durable state as one unit: the outbox log
 //! ([`super::outbox_log`], which also records the sequence numbers per
-//! destination), and in redb the dedup windows ([`super::dedup`]), the
-//! message id counter (table `delivery_counters` here) and the quorum votes
-//! signed here ([`super::signed_votes`]), written by group commit.
+//! destination, the receivers' dedup windows and the causal clocks per
+//! topic), and in redb the message id counter (table `delivery_counters`
+//! here) and the quorum votes signed here ([`super::signed_votes`]),
+//! written by group commit.
 //!
 //! Table `delivery_counters`: key `"next_id"` → the next message id not
 //! reserved. Earlier versions also kept `"seq/" | dest:32` → the next
@@ -26,10 +27,12 @@ use std::collections::BTreeMap;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::delivery_error::DeliveryStoreError;
-use super::outbox_log::OutboxLog;
+use super::outbox_log::{LogBatch, OutboxLog};
 use crate::proto::core::{DataState, OutboxEntry, Persist};
 use crate::proto::delivery::{AttestedVote, MessageKey, OriginWindow};
 use crate::proto::identity::ClusterId;
+use crate::proto::queue::QueueName;
+use crate::proto::vclock::VClock;
 
 const COUNTERS: TableDefinition<&[u8], u64> = TableDefinition::new("delivery_counters");
 const NEXT_ID: &[u8] = b"next_id";
@@ -76,7 +79,12 @@ pub fn migrate_to_log(db: &Database, log: &mut OutboxLog) -> Result<(), Delivery
     if outbox.is_empty() && dedup.is_empty() && next_seq.is_empty() {
         return Ok(());
     }
-    log.append(&outbox, &[], &next_seq, &dedup)?;
+    log.append(&LogBatch {
+        adds: &outbox,
+        next_seq: &next_seq,
+        dedup: &dedup,
+        ..LogBatch::default()
+    })?;
     let txn = db.begin_write()?;
     super::outbox::drop_legacy_in(&txn)?;
     super::dedup::drop_legacy_in(&txn)?;
@@ -102,6 +110,7 @@ pub fn load(db: &Database, log: &OutboxLog) -> Result<DataState, DeliveryStoreEr
         outbox: log.entries()?,
         next_seq: log.next_seq(),
         dedup: log.dedup(),
+        causal: log.causal(),
         ..DataState::default()
     };
     let txn = db.begin_read()?;
@@ -133,6 +142,8 @@ pub struct DeliveryWrites {
     dedup: BTreeMap<ClusterId, OriginWindow>,
     /// Quorum votes signed here ([`Persist::QuorumVotes`]).
     votes: Vec<AttestedVote>,
+    /// Causal clocks per topic, the latest of each.
+    causal: BTreeMap<QueueName, VClock>,
 }
 
 impl DeliveryWrites {
@@ -150,6 +161,9 @@ impl DeliveryWrites {
                 self.dedup.insert(origin, window);
             }
             Persist::QuorumVotes(votes) => self.votes.extend(votes),
+            Persist::CausalClock { topic, clock } => {
+                self.causal.insert(topic, clock);
+            }
             other => return Some(other),
         }
         None
@@ -165,6 +179,7 @@ impl DeliveryWrites {
             || !self.next_seq.is_empty()
             || !self.dedup.is_empty()
             || !self.votes.is_empty()
+            || !self.causal.is_empty()
     }
 
     /// Nothing to write.
@@ -175,6 +190,7 @@ impl DeliveryWrites {
             && self.next_seq.is_empty()
             && self.dedup.is_empty()
             && self.votes.is_empty()
+            && self.causal.is_empty()
     }
 
     /// Makes the batch durable and empties it. On an error the batch is
@@ -209,7 +225,13 @@ impl DeliveryWrites {
             super::signed_votes::remember_in(&txn, &batch.votes)?;
             txn.commit()?;
         }
-        log.append(&batch.adds, &acks, &batch.next_seq, &batch.dedup)
+        log.append(&LogBatch {
+            adds: &batch.adds,
+            acks: &acks,
+            next_seq: &batch.next_seq,
+            causal: &batch.causal,
+            dedup: &batch.dedup,
+        })
     }
 }
 
@@ -220,7 +242,6 @@ mod tests {
     use super::*;
     use crate::proto::core::PendingDest;
     use crate::proto::delivery::{Envelope, Guarantee};
-    use crate::proto::queue::QueueName;
 
     fn entry(id: u64, dests: &[ClusterId]) -> OutboxEntry {
         let key = MessageKey {
@@ -254,6 +275,12 @@ mod tests {
             floor: 7,
             above: [9].into(),
         };
+        let q = || QueueName::new("t.x").unwrap();
+        let clock = |n: u64| {
+            let mut c = VClock::new();
+            c.set(a, n).unwrap();
+            c
+        };
         {
             let db = Database::create(&path).unwrap();
             init(&db).unwrap();
@@ -284,6 +311,14 @@ mod tests {
                     origin: b,
                     window: window.clone(),
                 },
+                Persist::CausalClock {
+                    topic: q(),
+                    clock: clock(1),
+                },
+                Persist::CausalClock {
+                    topic: q(),
+                    clock: clock(2),
+                },
             ] {
                 assert!(w.take(p).is_none());
             }
@@ -302,6 +337,7 @@ mod tests {
         // a: the NextSeq output; b: past message 3, which used seq 3.
         assert_eq!(s.next_seq, [(a, 3), (b, 4)]);
         assert_eq!(s.dedup, [(b, window)]);
+        assert_eq!(s.causal, [(q(), clock(2))], "the latest clock per topic");
         let mut want = entry(2, &[a, b]);
         want.dests[1].acked = true;
         assert_eq!(s.outbox, [want]);

@@ -13,6 +13,13 @@
 //! - A receiver offers each fresh causal message to the topic's
 //!   [`CausalBuffer`], which holds it back until its predecessors are
 //!   delivered; everything it releases goes to the subscribers in order.
+//!   A held message is marked in the dedup window and acknowledged only
+//!   when it is released (AT_LEAST_ONCE acks after the hand-off): held
+//!   messages live in memory only, and a crash loses nothing the sender
+//!   does not resend.
+//! - Every change of a topic's clock is persisted
+//!   ([`Persist::CausalClock`]) and handed back at start, so that neither
+//!   an origin's counters nor what a receiver delivered restart from zero.
 //! - Bounded: at most [`MAX_CAUSAL_TOPICS`] topics and [`MAX_CAUSAL_HELD`]
 //!   held messages in all. A message that would exceed either bound is
 //!   refused *before* it is acknowledged, counted, and comes back with the
@@ -27,7 +34,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::proto::delivery::{Envelope, Guarantee};
+use crate::proto::delivery::{Envelope, Guarantee, Verdict};
 use crate::proto::queue::QueueName;
 use crate::proto::vclock::{CausalBuffer, Offer, VClock};
 
@@ -71,7 +78,9 @@ pub struct CausalStats {
 /// The causal state of one node.
 #[derive(Debug, Default)]
 pub(super) struct CausalState {
-    topics: BTreeMap<QueueName, CausalBuffer<Envelope>>,
+    /// Per topic; a held message keeps its sequence number from the origin
+    /// (marked in the dedup window once it is released).
+    topics: BTreeMap<QueueName, CausalBuffer<(u64, Envelope)>>,
     stats: CausalStats,
 }
 
@@ -80,7 +89,7 @@ impl CausalState {
         self.topics.values().map(|b| b.held()).sum()
     }
 
-    fn buffer(&mut self, topic: &QueueName) -> Option<&mut CausalBuffer<Envelope>> {
+    fn buffer(&mut self, topic: &QueueName) -> Option<&mut CausalBuffer<(u64, Envelope)>> {
         if !self.topics.contains_key(topic) && self.topics.len() >= MAX_CAUSAL_TOPICS {
             return None;
         }
@@ -130,16 +139,42 @@ impl Core {
     }
 
     /// `envelope` was accepted for sending: if it is causal, its stamp
-    /// counts as delivered here, so later messages depend on it.
-    pub(super) fn causal_commit(&mut self, envelope: &Envelope) {
+    /// counts as delivered here, so later messages depend on it (and the
+    /// advanced clock is persisted).
+    pub(super) fn causal_commit(&mut self, envelope: &Envelope, out: &mut Vec<Output>) {
         if envelope.clock.is_none() {
             return;
         }
         let me = self.own.id();
         if let Some(buffer) = self.causal.buffer(&envelope.topic) {
             // Cannot fail: `causal_clock` advanced the same clock just before.
-            if buffer.stamp_own(me).is_ok() {
+            if let Ok(clock) = buffer.stamp_own(me) {
                 self.causal.stats.stamped += 1;
+                out.push(Output::Persist(Persist::CausalClock {
+                    topic: envelope.topic.clone(),
+                    clock,
+                }));
+            }
+        }
+    }
+
+    /// Hands back the stored clocks at start, each own entry raised to the
+    /// highest stamp among this node's messages still in the outbox.
+    pub(super) fn restore_causal(
+        &mut self,
+        clocks: Vec<(QueueName, VClock)>,
+        stamps: Vec<(QueueName, u64)>,
+    ) {
+        let me = self.own.id();
+        for (topic, clock) in clocks {
+            if let Some(b) = self.causal.buffer(&topic) {
+                b.restore(&clock);
+            }
+        }
+        for (topic, counter) in stamps {
+            let mut own = VClock::new();
+            if let (Some(b), Ok(())) = (self.causal.buffer(&topic), own.set(me, counter)) {
+                b.restore(&own);
             }
         }
     }
@@ -165,32 +200,88 @@ impl Core {
         admitted
     }
 
-    /// Hands a fresh message to the subscribers: at once if it is not
-    /// causal (or is this node's own), else in causal order.
+    /// Hands a fresh message that is not causal (or is this node's own) to
+    /// the subscribers. A causal message from another origin comes through
+    /// [`Self::on_causal_data`]; one without a sequence number (not
+    /// acknowledged) cannot be causal and is refused, counted.
     pub(super) fn deliver_message(&mut self, envelope: Envelope, out: &mut Vec<Output>) {
         let origin = envelope.key.origin;
-        let me = self.own.id();
-        let Some(clock) = envelope.clock.clone().filter(|_| origin != me) else {
-            self.count_delivery(origin);
-            out.push(Output::Deliver(Delivery::Message(envelope)));
+        if envelope.clock.is_some() && origin != self.own.id() {
+            self.causal.stats.invalid += 1;
+            return;
+        }
+        self.count_delivery(origin);
+        out.push(Output::Deliver(Delivery::Message(envelope)));
+    }
+
+    /// A causal message from `origin` with sequence number `seq`, admitted
+    /// by [`Self::causal_admits`]: handed off with everything it releases,
+    /// each marked in the dedup window and acknowledged then; held back
+    /// (neither marked nor acknowledged) while a predecessor is missing.
+    pub(super) fn on_causal_data(
+        &mut self,
+        origin: ClusterId,
+        seq: u64,
+        envelope: Envelope,
+        out: &mut Vec<Output>,
+    ) {
+        let id = envelope.key.id;
+        match self.data.dedup.check(&origin, seq) {
+            Verdict::Fresh => {}
+            Verdict::Duplicate => {
+                self.data.counters.duplicates += 1;
+                self.owe_ack(origin, id, out);
+                return;
+            }
+            Verdict::Ahead => {
+                self.data.counters.refused += 1;
+                return;
+            }
+        }
+        let Some(clock) = envelope.clock.clone() else {
             return;
         };
-        let Some(buffer) = self.causal.buffer(&envelope.topic) else {
+        let counter = clock.get(&origin);
+        let topic = envelope.topic.clone();
+        let Some(buffer) = self.causal.buffer(&topic) else {
             // `causal_admits` refused it already; not reached.
             self.causal.stats.overflow += 1;
             return;
         };
-        match buffer.offer(origin, clock, envelope) {
+        let offer = buffer.offer(origin, clock, (seq, envelope));
+        let delivered = buffer.delivered_clock().clone();
+        match offer {
             Offer::Delivered(released) => {
+                out.push(Output::Persist(Persist::CausalClock {
+                    topic,
+                    clock: delivered,
+                }));
                 for d in released {
+                    let (seq, e) = d.item;
+                    let id = e.key.id;
                     self.causal.stats.delivered += 1;
+                    self.mark_processed(d.origin, seq, out);
                     self.count_delivery(d.origin);
-                    out.push(Output::Deliver(Delivery::Message(d.item)));
+                    out.push(Output::Deliver(Delivery::Message(e)));
+                    self.owe_ack(d.origin, id, out);
                 }
             }
             Offer::Held => self.causal.stats.held_back += 1,
-            Offer::Duplicate => self.causal.stats.duplicates += 1,
-            Offer::Invalid => self.causal.stats.invalid += 1,
+            Offer::Duplicate => {
+                self.causal.stats.duplicates += 1;
+                // Delivered before, its dedup mark lost in a crash: marked
+                // and acknowledged now. Held: acknowledged once handed off.
+                if delivered.get(&origin) >= counter {
+                    self.mark_processed(origin, seq, out);
+                    self.owe_ack(origin, id, out);
+                }
+            }
+            // Never deliverable: acknowledged, so it is not resent forever.
+            Offer::Invalid => {
+                self.causal.stats.invalid += 1;
+                self.mark_processed(origin, seq, out);
+                self.owe_ack(origin, id, out);
+            }
             // The buffer is unbounded; `causal_admits` enforces the bound.
             Offer::Overflow => self.causal.stats.overflow += 1,
         }
@@ -208,6 +299,7 @@ impl Core {
 mod tests {
     use super::*;
     use crate::proto::core::tests::{connect, core, pump};
+    use crate::proto::topology::RoutedPayload;
     use crate::proto::wire::Frame;
     use crate::testkit::TestNet;
     use proptest::prelude::*;
@@ -443,62 +535,79 @@ mod tests {
     }
 
     #[test]
-    fn overflow_is_refused_before_the_ack_and_retried() {
-        let (mut cores, now) = line(2);
-        let from = cores[0].id();
-        // Message 0 is "lost"; then MAX_CAUSAL_HELD + 1 successors arrive.
-        let first = publish(&mut cores[0], now, 0, true);
-        let mut held_frames = Vec::new();
-        for m in 1..=MAX_CAUSAL_HELD + 1 {
-            for o in publish(&mut cores[0], now, m, true) {
-                if let Output::Send { frame, .. } = o {
-                    held_frames.push(frame);
-                }
-            }
-        }
-        let mut acks = 0;
-        let back_from = cores[1].id();
-        while !held_frames.is_empty() {
-            let mut back = Vec::new();
-            for frame in std::mem::take(&mut held_frames) {
-                for o in cores[1].handle(now, Input::Frame { from, frame }) {
-                    if let Output::Send { frame, .. } = o {
-                        acks += 1;
-                        back.push(frame);
+    fn held_messages_are_acknowledged_once_released_and_the_bound_refuses_more() {
+        use crate::proto::delivery::SEND_WINDOW;
+        // Core 1 hears from both ends of the line 0 - 1 - 2.
+        let (mut cores, now) = line(3);
+        let me = cores[1].id();
+        // Frames addressed to core 1 among `outs`.
+        let for_me = |outs: Vec<Output>| -> Vec<Frame> {
+            (outs.into_iter())
+                .filter_map(|o| match o {
+                    Output::Send { frame, .. } => Some(frame),
+                    _ => None,
+                })
+                .filter(|f| matches!(f, Frame::Routed(r) if r.dst == me))
+                .collect()
+        };
+        // Message ids core 1 acknowledges among `outs`.
+        let acked = |outs: &[Output]| -> usize {
+            (outs.iter())
+                .map(|o| match o {
+                    Output::Send {
+                        frame: Frame::Routed(r),
+                        ..
+                    } => match &r.payload {
+                        RoutedPayload::DataAck { .. } => 1,
+                        RoutedPayload::DataAcks { ids } => ids.len(),
+                        _ => 0,
+                    },
+                    _ => 0,
+                })
+                .sum()
+        };
+        // Each origin's message 0 is "lost"; the rest of its send window
+        // (messages 1 ..) arrives and waits for it.
+        let mut firsts = Vec::new();
+        let mut held = 0;
+        let mut refused = 0;
+        for origin in [0, 2] {
+            let from = cores[origin].id();
+            firsts.push((from, for_me(publish(&mut cores[origin], now, 0, true))));
+            for m in 1..SEND_WINDOW {
+                for frame in for_me(publish(&mut cores[origin], now, m, true)) {
+                    let outs = cores[1].handle(now, Input::Frame { from, frame });
+                    assert_eq!(acked(&outs), 0, "message {m} acknowledged while held");
+                    if held < MAX_CAUSAL_HELD {
+                        held += 1;
+                    } else {
+                        refused += 1;
                     }
                 }
             }
-            // The acks free the sender's window: what waited goes out.
-            for frame in back {
-                let input = Input::Frame {
-                    from: back_from,
-                    frame,
-                };
-                for o in cores[0].handle(now, input) {
-                    if let Output::Send { frame, .. } = o {
-                        held_frames.push(frame);
-                    }
-                }
-            }
         }
-        // Every held message is acknowledged; the one over the bound is not.
-        assert_eq!(acks, MAX_CAUSAL_HELD);
+        assert!(refused > 0, "the two windows exceed the bound");
         let s = cores[1].causal_stats();
-        assert_eq!((s.held, s.overflow), (MAX_CAUSAL_HELD as u64, 1));
-        // The first message arrives: everything held is released in order.
-        let mut got = Vec::new();
-        for o in first {
-            if let Output::Send { frame, .. } = o {
-                for o in cores[1].handle(now, Input::Frame { from, frame }) {
-                    if let Output::Deliver(d) = o
-                        && let Some(m) = message_of(&d)
-                    {
-                        got.push(m);
-                    }
-                }
+        assert_eq!((s.held, s.overflow), (held as u64, refused));
+        // Each message 0 arrives: what it unblocks is handed off in order
+        // and acknowledged, the messages refused over the bound are not
+        // (their senders' retries bring them back).
+        let mut released = 0;
+        for (from, frames) in firsts {
+            for frame in frames {
+                let outs = cores[1].handle(now, Input::Frame { from, frame });
+                let got: Vec<usize> = (outs.iter())
+                    .filter_map(|o| match o {
+                        Output::Deliver(d) => message_of(d),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(got, (0..got.len()).collect::<Vec<_>>(), "in causal order");
+                assert_eq!(acked(&outs), got.len(), "each acknowledged once handed off");
+                released += got.len();
             }
         }
-        assert_eq!(got, (0..=MAX_CAUSAL_HELD).collect::<Vec<_>>());
+        assert_eq!(released, held + 2);
         assert_eq!(cores[1].causal_stats().held, 0);
     }
 }

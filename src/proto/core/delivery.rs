@@ -43,7 +43,7 @@ const ID_BLOCK: u64 = 1024;
 #[derive(Debug)]
 pub(super) struct DataPath {
     outbox: Outbox,
-    dedup: Dedup,
+    pub(super) dedup: Dedup,
     next_id: u64,
     /// Ids below this are reserved durably ([`Persist::NextMessageId`]):
     /// taking one needs no write.
@@ -267,7 +267,7 @@ impl Core {
                 return;
             }
         };
-        self.causal_commit(&envelope);
+        self.causal_commit(&envelope, out);
         self.latency_sent(key);
         let mut pending = Vec::with_capacity(dests.len());
         for d in &dests {
@@ -374,24 +374,46 @@ impl Core {
         if !self.causal_admits(&envelope) {
             return; // Not acknowledged: the sender retries.
         }
-        match self.data.dedup.observe(origin, seq) {
-            Verdict::Fresh => {
-                // Durable with the hand-off, before the ack: after a restart
-                // the sender's retry is recognised and only acknowledged.
-                if let Some(w) = self.data.dedup.origin(&origin) {
-                    out.push(Output::Persist(Persist::DedupWindow {
-                        origin,
-                        window: w.clone(),
-                    }));
-                }
-                self.deliver_message(envelope, out);
-            }
+        if envelope.clock.is_some() && origin != self.own.id() {
+            self.on_causal_data(origin, seq, envelope, out);
+            return;
+        }
+        match self.mark_processed(origin, seq, out) {
+            Verdict::Fresh => self.deliver_message(envelope, out),
             Verdict::Duplicate => self.data.counters.duplicates += 1,
             Verdict::Ahead => {
                 self.data.counters.refused += 1;
                 return;
             }
         }
+        self.owe_ack(origin, id, out);
+    }
+
+    /// Marks `(origin, seq)` processed in the dedup window if it is fresh;
+    /// the window is then persisted with the hand-off, before the ack, so
+    /// that after a restart the sender's retry is recognised and only
+    /// acknowledged.
+    pub(super) fn mark_processed(
+        &mut self,
+        origin: ClusterId,
+        seq: u64,
+        out: &mut Vec<Output>,
+    ) -> Verdict {
+        let verdict = self.data.dedup.observe(origin, seq);
+        if verdict == Verdict::Fresh
+            && let Some(w) = self.data.dedup.origin(&origin)
+        {
+            out.push(Output::Persist(Persist::DedupWindow {
+                origin,
+                window: w.clone(),
+            }));
+        }
+        verdict
+    }
+
+    /// Owes `origin` the ack of its message `id`: sent at the end of the
+    /// input batch, or at once when a frame's worth is owed.
+    pub(super) fn owe_ack(&mut self, origin: ClusterId, id: u64, out: &mut Vec<Output>) {
         let owed = self.data.acks.entry(origin).or_default();
         owed.push(id);
         if owed.len() >= MAX_DATA_ACKS {

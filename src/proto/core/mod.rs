@@ -171,6 +171,18 @@ pub enum Persist {
         /// Its window.
         window: crate::proto::delivery::OriginWindow,
     },
+    /// A topic's causal clock after it advanced: what this node delivered
+    /// of it, its own entry counting the causal messages it published. It
+    /// must be durable before anything that follows, like the dedup window
+    /// it goes with: a counter stamped again after a restart would be
+    /// taken for a duplicate, a delivered one forgotten would hold every
+    /// later message back. Only the latest per topic matters.
+    CausalClock {
+        /// The topic.
+        topic: crate::proto::queue::QueueName,
+        /// Its clock.
+        clock: crate::proto::vclock::VClock,
+    },
 }
 
 /// Something that happened, for the core to react to.

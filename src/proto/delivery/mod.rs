@@ -27,7 +27,8 @@ pub use envelope::{Envelope, EnvelopeError, MAX_PAYLOAD, MessageKey, message_sub
 pub use evidence::VoteEvidence;
 pub use guarantee::{Guarantee, UnknownGuarantee};
 pub use outbox::{
-    AckOutcome, DEFAULT_OUTBOX_CAPACITY, DestStatus, Outbox, OutboxCounters, OutboxError, Send,
+    AckOutcome, DEFAULT_OUTBOX_CAPACITY, DestStatus, Outbox, OutboxCounters, OutboxError,
+    SEND_WINDOW, Send,
 };
 pub use signer::{Conflict, MemoryVoteRecord, Signed, SignedVoteRecord, SignerError, VoteSigner};
 pub use timing::{Backoff, RttEstimator};

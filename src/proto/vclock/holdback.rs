@@ -81,6 +81,17 @@ impl<T> CausalBuffer<T> {
         Ok(self.delivered.clone())
     }
 
+    /// Raises what counts as delivered to at least `clock`, entry by entry
+    /// (a stored clock handed back at start); entries over the clock's
+    /// bound are left out.
+    pub fn restore(&mut self, clock: &VClock) {
+        for (id, counter) in clock.iter() {
+            if *counter > self.delivered.get(id) {
+                let _ = self.delivered.set(*id, *counter);
+            }
+        }
+    }
+
     /// What this receiver has delivered, per origin.
     pub fn delivered_clock(&self) -> &VClock {
         &self.delivered

@@ -8,13 +8,18 @@
 //! - `Counters`: `count:u16 | (dest:32 | next_seq:u64)*`, the next sequence
 //!   number per destination, for sequence numbers no `Add` shows;
 //! - `Dedup`: `origin:32 | floor:u64 | count:u32 | id:u64*`, the receiver's
-//!   dedup window for one origin (the latest record wins).
+//!   dedup window for one origin (the latest record wins);
+//! - `Causal`: `topic_len:u16 | topic | clock` (the clock as
+//!   `VClock::write` lays it out), the causal clock of one topic (the
+//!   latest record wins).
 
 use std::io::{ErrorKind, Read};
 
 use crate::proto::codec::{Reader, Writer};
 use crate::proto::delivery::{MessageKey, OriginWindow};
 use crate::proto::identity::ClusterId;
+use crate::proto::queue::QueueName;
+use crate::proto::vclock::VClock;
 
 /// First bytes of every segment file.
 pub(super) const MAGIC: &[u8; 8] = b"FMOBXL01";
@@ -37,6 +42,8 @@ pub(super) enum Kind {
     Counters = 3,
     /// A receiver dedup window.
     Dedup = 4,
+    /// A topic's causal clock.
+    Causal = 5,
 }
 
 impl Kind {
@@ -46,6 +53,7 @@ impl Kind {
             2 => Some(Kind::Ack),
             3 => Some(Kind::Counters),
             4 => Some(Kind::Dedup),
+            5 => Some(Kind::Causal),
             _ => None,
         }
     }
@@ -114,6 +122,22 @@ pub(super) fn read_dedup(body: &[u8]) -> Option<(ClusterId, OriginWindow)> {
     let origin = ClusterId(body.get(..32)?.try_into().ok()?);
     let window = crate::store::dedup::decode(&body[32..]).ok()?;
     Some((origin, window))
+}
+
+/// Writes a `Causal` body.
+pub(super) fn causal_body(w: &mut Writer, topic: &QueueName, clock: &VClock) {
+    // Topic names are at most 64 bytes (`queue::name`).
+    w.str16(topic.as_str());
+    clock.write(w);
+}
+
+/// Reads a `Causal` body.
+pub(super) fn read_causal(body: &[u8]) -> Option<(QueueName, VClock)> {
+    let mut r = Reader::new(body);
+    let topic = QueueName::new(&r.str16("topic").ok()?).ok()?;
+    let clock = VClock::read(&mut r).ok()?;
+    r.finish().ok()?;
+    Some((topic, clock))
 }
 
 /// The next record of a segment, as read.

@@ -49,6 +49,7 @@ pub(super) fn open(dir: &Path, options: LogOptions) -> Result<OutboxLog, Deliver
         live: HashMap::new(),
         next_seq: HashMap::new(),
         dedup: HashMap::new(),
+        causal: HashMap::new(),
         buf: Vec::new(),
         unsynced: false,
         poisoned: false,
@@ -149,6 +150,10 @@ fn read_segment(log: &mut OutboxLog, id: u64) -> Result<SegmentRead, DeliverySto
             Kind::Dedup => {
                 let (origin, window) = record::read_dedup(&body).ok_or_else(|| bad("bad dedup"))?;
                 log.dedup.insert(origin, window);
+            }
+            Kind::Causal => {
+                let (topic, clock) = record::read_causal(&body).ok_or_else(|| bad("bad causal"))?;
+                log.causal.insert(topic, clock);
             }
         }
         good += len as u64;

@@ -24,9 +24,27 @@ fn none() -> BTreeMap<ClusterId, u64> {
     BTreeMap::new()
 }
 
+/// Appends a batch without causal clocks.
+fn put(
+    log: &mut OutboxLog,
+    adds: &[OutboxEntry],
+    acks: &[(MessageKey, ClusterId)],
+    next_seq: &BTreeMap<ClusterId, u64>,
+    dedup: &BTreeMap<ClusterId, OriginWindow>,
+) -> Result<(), DeliveryStoreError> {
+    log.append(&LogBatch {
+        adds,
+        acks,
+        next_seq,
+        dedup,
+        ..LogBatch::default()
+    })
+}
+
 /// Message `id` to A, acknowledged in the same append.
 fn add_and_ack(log: &mut OutboxLog, id: u64) {
-    log.append(
+    put(
+        log,
         &[entry(id, &[A])],
         &[(key(id), A)],
         &none(),
@@ -58,14 +76,16 @@ fn pending_messages_and_their_acks_survive_a_reopen() {
     {
         let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
         assert_eq!(log.depth(), 0);
-        log.append(
+        put(
+            &mut log,
             &[entry(1, &[A, B]), entry(2, &[A, B])],
             &[],
             &none(),
             &BTreeMap::new(),
         )
         .unwrap();
-        log.append(
+        put(
+            &mut log,
             &[entry(3, &[A, B])],
             &[(key(1), A), (key(2), A), (key(2), B)],
             &none(),
@@ -73,8 +93,14 @@ fn pending_messages_and_their_acks_survive_a_reopen() {
         )
         .unwrap();
         // A late duplicate ack, and one of an unknown message: nothing.
-        log.append(&[], &[(key(2), A), (key(9), A)], &none(), &BTreeMap::new())
-            .unwrap();
+        put(
+            &mut log,
+            &[],
+            &[(key(2), A), (key(9), A)],
+            &none(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(log.depth(), 2);
     }
     let log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
@@ -94,10 +120,22 @@ fn sequence_numbers_outlive_the_segments_that_used_them() {
             add_and_ack(&mut log, id);
         }
         // A sequence number no add shows (a local self-delivery).
-        log.append(&[], &[], &BTreeMap::from([(B, 7)]), &BTreeMap::new())
-            .unwrap();
-        log.append(&[], &[], &BTreeMap::from([(B, 5)]), &BTreeMap::new())
-            .unwrap();
+        put(
+            &mut log,
+            &[],
+            &[],
+            &BTreeMap::from([(B, 7)]),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        put(
+            &mut log,
+            &[],
+            &[],
+            &BTreeMap::from([(B, 5)]),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(log.depth(), 0);
         assert_eq!(log.segments(), 1, "every older segment deleted");
     }
@@ -115,11 +153,23 @@ fn the_latest_dedup_windows_outlive_the_segments_that_held_them() {
     };
     {
         let mut log = OutboxLog::open(dir.path(), small()).unwrap();
-        log.append(&[], &[], &none(), &BTreeMap::from([(B, window(3))]))
-            .unwrap();
+        put(
+            &mut log,
+            &[],
+            &[],
+            &none(),
+            &BTreeMap::from([(B, window(3))]),
+        )
+        .unwrap();
         for floor in 10..200 {
-            log.append(&[], &[], &none(), &BTreeMap::from([(A, window(floor))]))
-                .unwrap();
+            put(
+                &mut log,
+                &[],
+                &[],
+                &none(),
+                &BTreeMap::from([(A, window(floor))]),
+            )
+            .unwrap();
         }
         assert!(log.segments() <= 2, "{}", log.segments());
     }
@@ -129,14 +179,81 @@ fn the_latest_dedup_windows_outlive_the_segments_that_held_them() {
 }
 
 #[test]
+fn the_latest_causal_clocks_outlive_the_segments_that_held_them() {
+    use crate::proto::queue::QueueName;
+    use crate::proto::vclock::VClock;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = |t: &str| QueueName::new(t).unwrap();
+    let clock = |a: u64, b: u64| {
+        let mut c = VClock::new();
+        c.set(A, a).unwrap();
+        c.set(B, b).unwrap();
+        c
+    };
+    {
+        let mut log = OutboxLog::open(dir.path(), small()).unwrap();
+        let once = BTreeMap::from([(topic("t.y"), clock(1, 2))]);
+        log.append(&LogBatch {
+            causal: &once,
+            ..LogBatch::default()
+        })
+        .unwrap();
+        for n in 1..200 {
+            let latest = BTreeMap::from([(topic("t.x"), clock(n, 1))]);
+            log.append(&LogBatch {
+                causal: &latest,
+                ..LogBatch::default()
+            })
+            .unwrap();
+        }
+        assert!(log.segments() <= 2, "{}", log.segments());
+    }
+    assert!(replay_list(dir.path()).first() > Some(&1), "segment 1 went");
+    let log = OutboxLog::open(dir.path(), small()).unwrap();
+    assert_eq!(
+        log.causal(),
+        [(topic("t.x"), clock(199, 1)), (topic("t.y"), clock(1, 2))]
+    );
+}
+
+#[test]
+fn a_damaged_causal_record_is_refused_not_guessed() {
+    use crate::proto::queue::QueueName;
+    use crate::proto::vclock::VClock;
+    let mut buf = Vec::new();
+    let mut c = VClock::new();
+    c.set(A, 3).unwrap();
+    record::append(&mut buf, record::Kind::Causal, |w| {
+        record::causal_body(w, &QueueName::new("t.x").unwrap(), &c)
+    });
+    let body = &buf[record::HEAD_LEN + 1..];
+    assert_eq!(
+        record::read_causal(body),
+        Some((QueueName::new("t.x").unwrap(), c))
+    );
+    // Cut short, or with a topic that is not a queue name: no record.
+    for cut in 0..body.len() {
+        assert_eq!(record::read_causal(&body[..cut]), None, "{cut}");
+    }
+    let mut bad = body.to_vec();
+    bad[2] = b'#';
+    assert_eq!(record::read_causal(&bad), None);
+}
+
+#[test]
 fn a_long_pending_message_is_copied_forward_with_its_acks() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = OutboxLog::open(dir.path(), small()).unwrap();
-        log.append(&[entry(1, &[A, B])], &[], &none(), &BTreeMap::new())
-            .unwrap();
-        log.append(&[], &[(key(1), A)], &none(), &BTreeMap::new())
-            .unwrap();
+        put(
+            &mut log,
+            &[entry(1, &[A, B])],
+            &[],
+            &none(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        put(&mut log, &[], &[(key(1), A)], &none(), &BTreeMap::new()).unwrap();
         for id in 2..=200 {
             add_and_ack(&mut log, id);
             assert!(
@@ -152,8 +269,7 @@ fn a_long_pending_message_is_copied_forward_with_its_acks() {
     let mut one = entry(1, &[A, B]);
     one.dests[0].acked = true;
     assert_eq!(log.entries().unwrap(), [one]);
-    log.append(&[], &[(key(1), B)], &none(), &BTreeMap::new())
-        .unwrap();
+    put(&mut log, &[], &[(key(1), B)], &none(), &BTreeMap::new()).unwrap();
     assert_eq!(log.depth(), 0);
 }
 
@@ -162,8 +278,7 @@ fn a_torn_write_at_the_end_is_cut_off_and_appending_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
-        log.append(&[entry(1, &[A])], &[], &none(), &BTreeMap::new())
-            .unwrap();
+        put(&mut log, &[entry(1, &[A])], &[], &none(), &BTreeMap::new()).unwrap();
     }
     let path = newest_segment(dir.path());
     let whole = std::fs::metadata(&path).unwrap().len();
@@ -182,8 +297,7 @@ fn a_torn_write_at_the_end_is_cut_off_and_appending_goes_on() {
         let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
         assert_eq!(log.entries().unwrap(), [entry(1, &[A])]);
-        log.append(&[entry(3, &[A])], &[], &none(), &BTreeMap::new())
-            .unwrap();
+        put(&mut log, &[entry(3, &[A])], &[], &none(), &BTreeMap::new()).unwrap();
     }
     let log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(log.entries().unwrap(), [entry(1, &[A]), entry(3, &[A])]);
@@ -194,13 +308,11 @@ fn a_segment_cut_before_its_header_is_started_again() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
-        log.append(&[entry(1, &[A])], &[], &none(), &BTreeMap::new())
-            .unwrap();
+        put(&mut log, &[entry(1, &[A])], &[], &none(), &BTreeMap::new()).unwrap();
     }
     std::fs::write(segment_path(dir.path(), 2), b"FMO").unwrap();
     let mut log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
-    log.append(&[entry(2, &[A])], &[], &none(), &BTreeMap::new())
-        .unwrap();
+    put(&mut log, &[entry(2, &[A])], &[], &none(), &BTreeMap::new()).unwrap();
     drop(log);
     let log = OutboxLog::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(log.entries().unwrap(), [entry(1, &[A]), entry(2, &[A])]);
@@ -212,8 +324,7 @@ fn damage_before_the_end_is_refused() {
     {
         let mut log = OutboxLog::open(dir.path(), small()).unwrap();
         for id in 1..=30 {
-            log.append(&[entry(id, &[A])], &[], &none(), &BTreeMap::new())
-                .unwrap();
+            put(&mut log, &[entry(id, &[A])], &[], &none(), &BTreeMap::new()).unwrap();
         }
     }
     let first = segment_path(dir.path(), replay_list(dir.path())[0]);
@@ -265,14 +376,14 @@ proptest! {
                     let dests: Vec<ClusterId> =
                         [(to_a, A), (to_b, B)].iter().filter(|d| d.0).map(|d| d.1).collect();
                     let e = entry(next, &dests);
-                    log.append(std::slice::from_ref(&e), &[], &none(), &BTreeMap::new()).unwrap();
+                    put(&mut log, std::slice::from_ref(&e), &[], &none(), &BTreeMap::new()).unwrap();
                     model.insert(next, e);
                     next += 1;
                 }
                 Op::Ack { pick, to_b } => {
                     let Some(&id) = model.keys().nth(pick % model.len().max(1)) else { continue };
                     let dest = if to_b { B } else { A };
-                    log.append(&[], &[(key(id), dest)], &none(), &BTreeMap::new()).unwrap();
+                    put(&mut log, &[], &[(key(id), dest)], &none(), &BTreeMap::new()).unwrap();
                     let e = model.get_mut(&id).unwrap();
                     e.dests.iter_mut().filter(|d| d.to == dest).for_each(|d| d.acked = true);
                     if e.dests.iter().all(|d| d.acked) {
