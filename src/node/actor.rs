@@ -23,7 +23,6 @@ use crate::proto::identity::ClusterId;
 use crate::proto::membership::event::Event;
 use crate::proto::roster_sync::{Progress, RosterChange};
 use crate::proto::time::Millis;
-use crate::proto::topology::RoutedPayload;
 use crate::proto::wire;
 
 /// Requests from the [`NodeHandle`](super::NodeHandle).
@@ -705,17 +704,7 @@ impl Actor {
         // Bulk application data queues behind membership traffic, so a
         // busy stream never delays heartbeats into false suspicion.
         let priority = match frame {
-            wire::Frame::Routed(r)
-                if matches!(
-                    r.payload,
-                    RoutedPayload::Data { .. }
-                        | RoutedPayload::DataBatch { .. }
-                        | RoutedPayload::DataAck { .. }
-                        | RoutedPayload::DataAcks { .. }
-                ) =>
-            {
-                Priority::Data
-            }
+            wire::Frame::Routed(r) if r.payload.is_data_path() => Priority::Data,
             _ => Priority::Gossip,
         };
         match wire::encode(frame) {

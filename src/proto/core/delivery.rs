@@ -546,44 +546,18 @@ mod tests {
         rng: &mut StdRng,
         dropped: &mut u32,
     ) -> Vec<(usize, Delivery)> {
-        use crate::proto::wire::Frame;
-        let mut got = Vec::new();
-        let mut queue: std::collections::VecDeque<(usize, Output)> =
-            outs.into_iter().map(|o| (from, o)).collect();
-        while let Some((src, o)) = queue.pop_front() {
-            match o {
-                Output::Send { to, frame } => {
-                    if let Frame::Routed(r) = &frame
-                        && matches!(
-                            r.payload,
-                            RoutedPayload::Data { .. }
-                                | RoutedPayload::DataBatch { .. }
-                                | RoutedPayload::DataAck { .. }
-                                | RoutedPayload::DataAcks { .. }
-                        )
-                        && rng.gen_bool(loss)
-                    {
-                        *dropped += 1;
-                        continue;
-                    }
-                    let Some(dst) = cores.iter().position(|c| c.id() == to) else {
-                        continue;
-                    };
-                    let from_id = cores[src].id();
-                    let outs = cores[dst].handle(
-                        now,
-                        Input::Frame {
-                            from: from_id,
-                            frame,
-                        },
-                    );
-                    queue.extend(outs.into_iter().map(|o| (dst, o)));
-                }
-                Output::Deliver(d) => got.push((src, d)),
-                _ => {}
-            }
-        }
-        got
+        use crate::proto::core::tests::{is_data_frame, pump_dropping};
+        let lose = |f: &crate::proto::wire::Frame| {
+            let lost = is_data_frame(f) && rng.gen_bool(loss);
+            *dropped += u32::from(lost);
+            lost
+        };
+        (pump_dropping(cores, now, from, outs, lose).into_iter())
+            .filter_map(|(at, o)| match o {
+                Output::Deliver(d) => Some((at, d)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Two connected cores, the second subscribed to `t.#` and known to

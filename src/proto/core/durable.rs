@@ -97,20 +97,19 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, VecDeque};
+    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::proto::core::tests::{connect, core};
+    use crate::proto::core::tests::{connect, core, is_data_frame, pump_dropping};
     use crate::proto::core::{Command, Delivery, Input, Output, Persist, PublishOptions, TimerId};
     use crate::proto::delivery::{Guarantee, MessageKey};
     use crate::proto::identity::Identity;
     use crate::proto::membership::config::MembershipConfig;
     use crate::proto::time::Millis;
-    use crate::proto::topology::RoutedPayload;
     use crate::proto::wire::Frame;
     use crate::testkit::TestNet;
 
@@ -168,52 +167,6 @@ mod tests {
         }
     }
 
-    /// Runs outputs to quiescence, applying each core's persists to its
-    /// disk, dropping data and ack frames with probability `loss`; returns
-    /// the payloads handed to core 1's subscriber.
-    fn run(
-        cores: &mut [Core],
-        disks: &mut [Disk],
-        now: Millis,
-        from: usize,
-        outs: Vec<Output>,
-        loss: f64,
-        rng: &mut StdRng,
-    ) -> Vec<u64> {
-        let mut got = Vec::new();
-        let mut queue: VecDeque<(usize, Output)> = outs.into_iter().map(|o| (from, o)).collect();
-        while let Some((src, o)) = queue.pop_front() {
-            match o {
-                Output::Persist(p) => disks[src].apply(&p),
-                Output::Send { to, frame } => {
-                    if let Frame::Routed(r) = &frame
-                        && matches!(
-                            r.payload,
-                            RoutedPayload::Data { .. }
-                                | RoutedPayload::DataBatch { .. }
-                                | RoutedPayload::DataAck { .. }
-                                | RoutedPayload::DataAcks { .. }
-                        )
-                        && rng.gen_bool(loss)
-                    {
-                        continue;
-                    }
-                    let Some(dst) = cores.iter().position(|c| c.id() == to) else {
-                        continue;
-                    };
-                    let from = cores[src].id();
-                    let outs = cores[dst].handle(now, Input::Frame { from, frame });
-                    queue.extend(outs.into_iter().map(|o| (dst, o)));
-                }
-                Output::Deliver(Delivery::Message(e)) if src == 1 => {
-                    got.push(u64::from_be_bytes(e.payload[..8].try_into().unwrap()));
-                }
-                _ => {}
-            }
-        }
-        got
-    }
-
     /// A restarted core: same identity, a later incarnation, stored state.
     fn restarted(net: &TestNet, i: usize, incarnation: u64, disk: &Disk) -> Core {
         let identity = Arc::new(Identity::from_seed(net.seed_of(i)));
@@ -238,80 +191,101 @@ mod tests {
         order: Vec<u64>,
     }
 
-    impl Counts {
-        fn add(&mut self, n: u64) {
-            *self.times.entry(n).or_default() += 1;
-            self.order.push(n);
-        }
+    /// Core 0 publishing to core 1's subscriber, each with its disk.
+    struct Pair {
+        net: TestNet,
+        cores: Vec<Core>,
+        disks: Vec<Disk>,
+        got: Counts,
+        now: Millis,
+        rng: StdRng,
     }
 
-    /// Ticks both cores for `rounds` gossip rounds under `loss`.
-    #[allow(clippy::too_many_arguments)]
-    fn ticks(
-        cores: &mut [Core],
-        disks: &mut [Disk],
-        counts: &mut Counts,
-        now: &mut Millis,
-        rng: &mut StdRng,
-        rounds: usize,
-        loss: f64,
-    ) {
-        for _ in 0..rounds {
-            if cores[0].outbox_depth() == 0 && loss > 0.0 {
-                return;
-            }
-            *now = *now + Duration::from_millis(200);
-            for i in 0..2 {
-                let outs = cores[i].handle(*now, Input::Timer(TimerId::Tick));
-                for got in run(cores, disks, *now, i, outs, loss, rng) {
-                    counts.add(got);
-                }
+    impl Pair {
+        fn new(seed: u64) -> Pair {
+            println!("seed {seed}");
+            let net = TestNet::new(3, &[1, 1]);
+            let cores = vec![core(&net, 0, vec![]), core(&net, 1, vec![])];
+            Pair {
+                net,
+                cores,
+                disks: vec![Disk::default(), Disk::default()],
+                got: Counts::default(),
+                now: Millis(0),
+                rng: StdRng::seed_from_u64(seed),
             }
         }
-    }
 
-    /// (Re)connects the two cores, keeping what the handshake outputs.
-    fn link(cores: &mut [Core], disks: &mut [Disk], counts: &mut Counts, now: Millis) {
-        for (i, o) in connect(cores, now, 0, 1) {
+        /// Applies one output of core `at`: its persists to its disk, core
+        /// 1's hand-offs to the counts.
+        fn apply(&mut self, at: usize, o: Output) {
             match o {
-                Output::Persist(p) => disks[i].apply(&p),
-                Output::Deliver(Delivery::Message(e)) if i == 1 => {
+                Output::Persist(p) => self.disks[at].apply(&p),
+                Output::Deliver(Delivery::Message(e)) if at == 1 => {
                     let n = u64::from_be_bytes(e.payload[..8].try_into().unwrap());
-                    counts.add(n);
+                    *self.got.times.entry(n).or_default() += 1;
+                    self.got.order.push(n);
                 }
                 _ => {}
             }
         }
-    }
 
-    fn subscribe(cores: &mut [Core], disks: &mut [Disk], now: Millis, rng: &mut StdRng) {
-        let outs = cores[1].handle(now, Input::Command(Command::Subscribe("t.#".into())));
-        run(cores, disks, now, 1, outs, 0.0, rng);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn publish(
-        cores: &mut [Core],
-        disks: &mut [Disk],
-        counts: &mut Counts,
-        range: std::ops::Range<u64>,
-        now: Millis,
-        rng: &mut StdRng,
-        options: PublishOptions,
-    ) {
-        for n in range {
-            let outs = cores[0].handle(
-                now,
-                Input::Command(Command::PublishWith {
-                    topic: "t.x".into(),
-                    guarantee: Guarantee::AtLeastOnce,
-                    payload: n.to_be_bytes().to_vec(),
-                    options,
-                }),
-            );
-            for got in run(cores, disks, now, 0, outs, 0.4, rng) {
-                counts.add(got);
+        /// Runs `outs` of core `from` to quiescence, dropping data and ack
+        /// frames with probability `loss`.
+        fn run(&mut self, from: usize, outs: Vec<Output>, loss: f64) {
+            let rng = &mut self.rng;
+            let lose = |f: &Frame| is_data_frame(f) && rng.gen_bool(loss);
+            for (at, o) in pump_dropping(&mut self.cores, self.now, from, outs, lose) {
+                self.apply(at, o);
             }
+        }
+
+        /// Ticks both cores for `rounds` gossip rounds under `loss`
+        /// (stopping early once the outbox is empty, if lossy).
+        fn ticks(&mut self, rounds: usize, loss: f64) {
+            for _ in 0..rounds {
+                if self.cores[0].outbox_depth() == 0 && loss > 0.0 {
+                    return;
+                }
+                self.now = self.now + Duration::from_millis(200);
+                for i in 0..2 {
+                    let outs = self.cores[i].handle(self.now, Input::Timer(TimerId::Tick));
+                    self.run(i, outs, loss);
+                }
+            }
+        }
+
+        /// (Re)connects the two cores, then core 1 subscribes to `t.#` and
+        /// a few rounds pass without loss.
+        fn link(&mut self) {
+            for (i, o) in connect(&mut self.cores, self.now, 0, 1) {
+                self.apply(i, o);
+            }
+            let subscribe = Input::Command(Command::Subscribe("t.#".into()));
+            let outs = self.cores[1].handle(self.now, subscribe);
+            self.run(1, outs, 0.0);
+            self.ticks(10, 0.0);
+        }
+
+        /// Core 0 publishes `range` (as payloads) under 40 % loss.
+        fn publish(&mut self, range: std::ops::Range<u64>, options: PublishOptions) {
+            for n in range {
+                let outs = self.cores[0].handle(
+                    self.now,
+                    Input::Command(Command::PublishWith {
+                        topic: "t.x".into(),
+                        guarantee: Guarantee::AtLeastOnce,
+                        payload: n.to_be_bytes().to_vec(),
+                        options,
+                    }),
+                );
+                self.run(0, outs, 0.4);
+            }
+        }
+
+        /// Crashes core `i`: it starts again from its disk alone.
+        fn restart(&mut self, i: usize) {
+            self.cores[i] = restarted(&self.net, i, 1, &self.disks[i]);
         }
     }
 
@@ -338,90 +312,27 @@ mod tests {
     /// loss, crashing the receiver and then the sender midway; asserts each
     /// is delivered exactly once and returns what was delivered.
     fn restarts_lose_nothing(options: PublishOptions) -> Counts {
-        let net = TestNet::new(3, &[1, 1]);
-        let mut cores = vec![core(&net, 0, vec![]), core(&net, 1, vec![])];
-        let mut disks = vec![Disk::default(), Disk::default()];
-        let mut counts = Counts::default();
-        let seed = 11;
-        println!("seed {seed}");
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut now = Millis(0);
-        link(&mut cores, &mut disks, &mut counts, now);
-        subscribe(&mut cores, &mut disks, now, &mut rng);
-        ticks(
-            &mut cores,
-            &mut disks,
-            &mut counts,
-            &mut now,
-            &mut rng,
-            10,
-            0.0,
-        );
-        publish(
-            &mut cores,
-            &mut disks,
-            &mut counts,
-            0..100,
-            now,
-            &mut rng,
-            options,
-        );
-        assert!(cores[0].outbox_depth() > 0, "some frames were lost");
+        let mut p = Pair::new(11);
+        p.link();
+        p.publish(0..100, options);
+        assert!(p.cores[0].outbox_depth() > 0, "some frames were lost");
         // Crash the receiver: only its disk survives.
-        cores[1] = restarted(&net, 1, 1, &disks[1]);
-        link(&mut cores, &mut disks, &mut counts, now);
-        subscribe(&mut cores, &mut disks, now, &mut rng);
-        ticks(
-            &mut cores,
-            &mut disks,
-            &mut counts,
-            &mut now,
-            &mut rng,
-            10,
-            0.0,
-        );
-        publish(
-            &mut cores,
-            &mut disks,
-            &mut counts,
-            100..200,
-            now,
-            &mut rng,
-            options,
-        );
+        p.restart(1);
+        p.link();
+        p.publish(100..200, options);
         // Crash the sender with messages pending.
-        let pending = cores[0].outbox_depth();
+        let pending = p.cores[0].outbox_depth();
         assert!(pending > 0);
-        cores[0] = restarted(&net, 0, 1, &disks[0]);
-        assert_eq!(cores[0].outbox_depth(), pending, "the outbox was restored");
-        link(&mut cores, &mut disks, &mut counts, now);
-        ticks(
-            &mut cores,
-            &mut disks,
-            &mut counts,
-            &mut now,
-            &mut rng,
-            10,
-            0.0,
+        p.restart(0);
+        assert_eq!(
+            p.cores[0].outbox_depth(),
+            pending,
+            "the outbox was restored"
         );
-        publish(
-            &mut cores,
-            &mut disks,
-            &mut counts,
-            200..300,
-            now,
-            &mut rng,
-            options,
-        );
-        ticks(
-            &mut cores,
-            &mut disks,
-            &mut counts,
-            &mut now,
-            &mut rng,
-            3000,
-            0.4,
-        );
+        p.link();
+        p.publish(200..300, options);
+        p.ticks(3000, 0.4);
+        let (cores, disks, counts) = (&p.cores, &p.disks, &p.got);
         assert_eq!(cores[0].outbox_depth(), 0, "every message acknowledged");
         assert!(disks[0].outbox.is_empty(), "and deleted from the store");
         assert_eq!(counts.times.len(), 300, "every message delivered");
@@ -435,6 +346,6 @@ mod tests {
             "reserved up to {}",
             disks[0].next_id
         );
-        counts
+        p.got
     }
 }

@@ -37,11 +37,25 @@ pub(super) fn pump(
     from: usize,
     outs: Vec<Output>,
 ) -> Vec<(usize, Output)> {
+    pump_dropping(cores, now, from, outs, |_| false)
+}
+
+/// Like [`pump`], but every frame `drop` says true of is lost on the way.
+pub(super) fn pump_dropping(
+    cores: &mut [Core],
+    now: Millis,
+    from: usize,
+    outs: Vec<Output>,
+    mut drop: impl FnMut(&Frame) -> bool,
+) -> Vec<(usize, Output)> {
     let mut rest = Vec::new();
     let mut queue: VecDeque<(usize, Output)> = outs.into_iter().map(|o| (from, o)).collect();
     while let Some((src, o)) = queue.pop_front() {
         match o {
             Output::Send { to, frame } => {
+                if drop(&frame) {
+                    continue;
+                }
                 let Some(dst) = cores.iter().position(|c| c.id() == to) else {
                     continue;
                 };
@@ -59,6 +73,12 @@ pub(super) fn pump(
         }
     }
     rest
+}
+
+/// Whether `frame` carries the data path's messages or acks (what the
+/// lossy data-path tests drop).
+pub(super) fn is_data_frame(frame: &Frame) -> bool {
+    matches!(frame, Frame::Routed(r) if r.payload.is_data_path())
 }
 
 pub(super) fn connect(cores: &mut [Core], now: Millis, a: usize, b: usize) -> Vec<(usize, Output)> {

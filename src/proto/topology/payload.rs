@@ -208,6 +208,18 @@ impl RoutedPayload {
         }
     }
 
+    /// Whether this is the data path's bulk traffic (messages and their
+    /// acks), which queues behind membership traffic.
+    pub fn is_data_path(&self) -> bool {
+        matches!(
+            self,
+            RoutedPayload::Data { .. }
+                | RoutedPayload::DataBatch { .. }
+                | RoutedPayload::DataAck { .. }
+                | RoutedPayload::DataAcks { .. }
+        )
+    }
+
     /// A stable lowercase name (metrics labels, logs).
     pub fn name(&self) -> &'static str {
         match self {
