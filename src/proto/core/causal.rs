@@ -249,13 +249,15 @@ impl Core {
             return;
         };
         let offer = buffer.offer(origin, clock, (seq, envelope));
-        let delivered = buffer.delivered_clock().clone();
+        let delivered = buffer.delivered_clock();
+        let delivered_from_origin = delivered.get(&origin);
+        // Only a release advances the clock, so only then is it persisted.
+        let advanced = matches!(offer, Offer::Delivered(_)).then(|| delivered.clone());
         match offer {
             Offer::Delivered(released) => {
-                out.push(Output::Persist(Persist::CausalClock {
-                    topic,
-                    clock: delivered,
-                }));
+                if let Some(clock) = advanced {
+                    out.push(Output::Persist(Persist::CausalClock { topic, clock }));
+                }
                 for d in released {
                     let (seq, e) = d.item;
                     let id = e.key.id;
@@ -271,7 +273,7 @@ impl Core {
                 self.causal.stats.duplicates += 1;
                 // Delivered before, its dedup mark lost in a crash: marked
                 // and acknowledged now. Held: acknowledged once handed off.
-                if delivered.get(&origin) >= counter {
+                if delivered_from_origin >= counter {
                     self.mark_processed(origin, seq, out);
                     self.owe_ack(origin, id, out);
                 }
